@@ -1,0 +1,227 @@
+"""The ``gidx`` command line: parses arguments, calls :mod:`gidx`, prints.
+
+Only typer and the standard library are imported at start-up; each command
+imports what it needs, so ``gidx --help`` and ``gidx sql`` stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .output import Bar, Format, emit
+
+app = typer.Typer(
+    name="gidx",
+    help="A similarity index over sets of genomic intervals (BED files), ranked by seqpare similarity.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+IndexOpt = Annotated[
+    Path,
+    typer.Option("--index", "-i", envvar="GIDX_INDEX", help="Index folder (default: $GIDX_INDEX or ./gidx-index).",
+                 show_default=False),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summaries on stderr.")]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the result to this file instead of stdout.")]
+AliasOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--chrom-alias", help="Map a chromosome name to the genome's, e.g. chrM=chrmt (repeatable)."),
+]
+SkipUnknownOpt = Annotated[
+    bool, typer.Option("--skip-unknown-chroms", help="Drop intervals on chromosomes the genome lacks (with a warning).")
+]
+
+DEFAULT_INDEX = Path("gidx-index")
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _parse_aliases(items: list[str] | None) -> dict[str, str]:
+    from gidx.errors import GidxError
+
+    out = {}
+    for item in items or []:
+        alias, sep, name = item.partition("=")
+        if not sep or not alias or not name:
+            raise GidxError(f"--chrom-alias expects NAME=GENOME_NAME, got {item!r}")
+        out[alias] = name
+    return out
+
+
+def _open(index: Path):
+    from gidx.index import Index
+
+    return Index.open(index)
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Folder to create the index in.")] = DEFAULT_INDEX,
+    genome: Annotated[Optional[Path], typer.Option("--genome", "-g", help="Genome FASTA (plain or bgzip).")] = None,
+    chrom_sizes: Annotated[
+        Optional[Path],
+        typer.Option("--chrom-sizes", help="chrom.sizes file; sequence is then a seeded synthetic stand-in."),
+    ] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Genome name (default: from the file name).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic sequence (with --chrom-sizes).")] = 0,
+    chrom_alias: AliasOpt = None,
+    sketch_dims: Annotated[int, typer.Option(help="Position-sketch dimensions per resolution.")] = 512,
+    quiet: QuietOpt = False,
+) -> None:
+    """Create an index folder for one genome."""
+    from gidx.index import Index
+    from gidx.sketch import PositionSketch
+
+    idx = Index.create(path, fasta=genome, chrom_sizes=chrom_sizes, genome_name=name, seed=seed,
+                       sketch=PositionSketch(dims=sketch_dims), aliases=_parse_aliases(chrom_alias))
+    if not quiet:
+        g = idx.genome
+        _err(f"Created index {path} for genome {g.name} ({g.kind}, {len(g.names)} chromosomes, {g.total_bp:,} bp)")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="BED files and/or folders (searched recursively).")],
+    index: IndexOpt = DEFAULT_INDEX,
+    name: Annotated[Optional[str], typer.Option("--name", "-n", help="Record name (one input file only).")] = None,
+    skip_unknown_chroms: SkipUnknownOpt = False,
+    chrom_alias: AliasOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Add BED files to the index (idempotent: files already indexed are skipped)."""
+    idx = _open(index)
+    if chrom_alias:
+        idx.add_aliases(_parse_aliases(chrom_alias))
+    with Bar("ingest", quiet) as bar:
+        rep = idx.ingest(paths, name=name, skip_unknown_chroms=skip_unknown_chroms, progress=bar)
+    for w in rep.warnings:
+        _err(f"Warning: {w}")
+    for path, why in rep.skipped:
+        if not quiet:
+            _err(f"Skipped {path}: {why}")
+    for path, e in rep.rejected:
+        _err(f"Error: {e}")
+        for p in e.problems[1:]:
+            _err(f"  {p}")
+    if not quiet:
+        rate = rep.intervals / rep.seconds if rep.seconds > 0 else 0
+        _err(f"Added {len(rep.added)}, skipped {len(rep.skipped)}, rejected {len(rep.rejected)} file(s); "
+             f"{rep.intervals:,} intervals in {rep.seconds:.2f} s ({rate:,.0f} intervals/s)")
+    if rep.rejected:
+        raise typer.Exit(2)
+
+
+@app.command()
+def query(
+    bed: Annotated[Path, typer.Argument(help="Query BED file.")],
+    index: IndexOpt = DEFAULT_INDEX,
+    k: Annotated[int, typer.Option("-k", "--top", help="Number of results.")] = 20,
+    skip_unknown_chroms: SkipUnknownOpt = False,
+    fmt: FormatOpt = Format.table,
+    out: OutOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Find the records most similar to a BED file."""
+    idx = _open(index)
+    table = idx.query(bed, k=k, skip_unknown_chroms=skip_unknown_chroms)
+    meta = table.schema.metadata or {}
+    emit(table, fmt, out, title=f"{bed.name}: top {k}")
+    if not quiet:
+        _err(f"query id {meta.get(b'gidx.query_id', b'').decode()} ({float(meta.get(b'gidx.elapsed_ms', b'0')):.1f} ms); "
+             f"see: gidx sql \"select * from query_results where query_id = {meta.get(b'gidx.query_id', b'').decode()}\"")
+
+
+@app.command()
+def sql(
+    statement: Annotated[str, typer.Argument(help="SQL to run on the catalog (DuckDB dialect).")],
+    index: IndexOpt = DEFAULT_INDEX,
+    write: Annotated[bool, typer.Option("--write", help="Allow statements that change the catalog.")] = False,
+    fmt: FormatOpt = Format.table,
+    out: OutOpt = None,
+) -> None:
+    """Run SQL on the catalog (read-only unless --write)."""
+    idx = _open(index)
+    emit(idx.sql(statement, write=write), fmt, out)
+
+
+@app.command()
+def info(index: IndexOpt = DEFAULT_INDEX, fmt: FormatOpt = Format.table) -> None:
+    """Show the genome, encoder, counts and sizes on disk."""
+    import json
+
+    d = _open(index).info()
+    if fmt == Format.json:
+        print(json.dumps(d, indent=2))
+        return
+    sizes = d.pop("bytes")
+    for key, v in d.items():
+        print(f"{key:16} {v:,}" if isinstance(v, int) else f"{key:16} {v}")
+    for key, v in sizes.items():
+        print(f"{'size ' + key:16} {v / 1e6:,.2f} MB")
+
+
+@app.command()
+def ls(index: IndexOpt = DEFAULT_INDEX, fmt: FormatOpt = Format.table, out: OutOpt = None) -> None:
+    """List the records."""
+    emit(_open(index).ls(), fmt, out)
+
+
+@app.command()
+def rm(
+    names: Annotated[list[str], typer.Argument(help="Record names to remove.")],
+    index: IndexOpt = DEFAULT_INDEX,
+    quiet: QuietOpt = False,
+) -> None:
+    """Remove records from the index (catalog, vectors, overlap structure)."""
+    removed = _open(index).rm(names)
+    if not quiet:
+        _err(f"Removed {len(removed)} record(s)")
+
+
+@app.command()
+def alias(
+    pairs: Annotated[list[str], typer.Argument(help="NAME=GENOME_NAME pairs, e.g. chrM=chrmt.")],
+    index: IndexOpt = DEFAULT_INDEX,
+) -> None:
+    """Store chromosome-name aliases used when reading BED files."""
+    _open(index).add_aliases(_parse_aliases(pairs))
+
+
+@app.command()
+def demo(
+    keep: Annotated[Optional[Path], typer.Option("--keep", help="Build the demo index here and keep it.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Build an index from the bundled yeast data, run a query, show what to try next."""
+    from .demo import run_demo
+
+    run_demo(keep, quiet)
+
+
+def main() -> None:
+    from gidx.errors import GidxError
+
+    try:
+        app()
+    except GidxError as e:
+        _err(f"Error: {e}")
+        for p in getattr(e, "problems", [])[1:]:
+            _err(f"  {p}")
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        _err("Interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

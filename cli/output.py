@@ -1,0 +1,97 @@
+"""Printing results: a readable table on a terminal, TSV/JSON/Parquet on request."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+
+
+class Format(str, Enum):
+    table = "table"
+    tsv = "tsv"
+    json = "json"
+    parquet = "parquet"
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def emit(table, fmt: Format, out: Path | None = None, title: str | None = None) -> None:
+    """Write a pyarrow Table to ``out`` (or stdout) in ``fmt``."""
+    if fmt == Format.parquet:
+        import pyarrow.parquet as pq
+
+        if out is None:
+            if sys.stdout.isatty():
+                raise SystemExit("Error: --format parquet needs --out FILE (or a pipe)")
+            pq.write_table(table, sys.stdout.buffer)
+        else:
+            pq.write_table(table, out)
+        return
+    rows = table.to_pylist()
+    if fmt == Format.json:
+        text = json.dumps(rows, default=str, indent=None) + "\n"
+    elif fmt == Format.tsv:
+        lines = ["\t".join(table.column_names)]
+        lines += ["\t".join(_cell(r[c]) for c in table.column_names) for r in rows]
+        text = "\n".join(lines) + "\n"
+    else:
+        if out is None and sys.stdout.isatty():
+            from rich.console import Console
+            from rich.table import Table
+
+            t = Table(title=title, show_edge=False, header_style="bold")
+            import pyarrow as pa
+
+            for f in table.schema:
+                numeric = pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+                t.add_column(f.name, justify="right" if numeric else "left")
+            for r in rows:
+                t.add_row(*(_cell(r[c]) for c in table.column_names))
+            Console(soft_wrap=False).print(t)
+            return
+        widths = [max([len(c)] + [len(_cell(r[c])) for r in rows]) for c in table.column_names]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(table.column_names, widths))]
+        lines += ["  ".join(_cell(r[c]).ljust(w) for c, w in zip(table.column_names, widths)) for r in rows]
+        text = "\n".join(lines) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        Path(out).write_text(text)
+
+
+class Bar:
+    """A progress bar on stderr (rich), silent with --quiet or when stderr is not a terminal."""
+
+    def __init__(self, description: str, quiet: bool = False):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.description = description
+        self._progress = None
+        self._task = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeRemainingColumn(), TextColumn("{task.fields[item]}", style="dim"),
+                                      console=Console(stderr=True), transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.description, total=None, item="")
+        return self
+
+    def __call__(self, done: int, total: int, item: str = "") -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=done, total=total, item=Path(item).name if item else "")
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)

@@ -1,0 +1,485 @@
+"""The Index: one folder, four stores, one small API.
+
+::
+
+    idx/
+      catalog.duckdb   records, intervals, genome, encoders, queries, results (SQL)
+      vectors.lance/   set embeddings, one LanceDB table per set encoder
+      segments/        the exact-seqpare overlap structure (immutable segments)
+      tiles.zarr/      tile-embedding memo
+      models/          trained M model checkpoints
+      cache/           FASTA indexes and other rebuildable files
+
+Write order makes every command crash-safe by construction: ids are reserved
+first, then everything derived (vectors, overlap segments) is written, and
+one catalog transaction makes the records visible last. A kill at any point
+leaves orphans that nothing reads (reads are filtered by the catalog's record
+ids) and that the next write cleans up; rerunning the command redoes the work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .bed import BedFile, is_bed_path, read_bed
+from .catalog import Catalog
+from .errors import GidxError, IndexStateError, InputError
+from .genome import Genome
+from .intervals import IntervalSet
+from .sketch import PositionSketch, encoder_identity
+
+CATALOG = "catalog.duckdb"
+VECTORS = "vectors.lance"
+SEGMENTS = "segments"
+TILES = "tiles.zarr"
+MODELS = "models"
+CACHE = "cache"
+DEFAULT_INDEX = "gidx-index"
+
+Progress = Callable[[int, int, str], None]  # (done, total, current item)
+
+
+def default_index_path() -> Path:
+    return Path(os.environ.get("GIDX_INDEX", DEFAULT_INDEX))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def record_name_for(path: Path, root: Path | None) -> str:
+    """Record name: path under the ingested folder (or the file name), minus BED suffixes."""
+    rel = path.relative_to(root) if root is not None else Path(path.name)
+    name = rel.as_posix()
+    lower = name.lower()
+    for suffix in (".gz", ".bgz"):
+        if lower.endswith(suffix):
+            name, lower = name[: -len(suffix)], lower[: -len(suffix)]
+    for suffix in (".bed", ".narrowpeak", ".broadpeak", ".gappedpeak", ".regionpeak", ".bed12", ".bedgraph"):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[tuple[Path, Path | None]]:
+    """Files as given, folders searched recursively for BED files: (file, root folder or None)."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += [(f, p) for f in sorted(p.rglob("*")) if f.is_file() and is_bed_path(f)]
+        elif p.exists():
+            out.append((p, None))
+        else:
+            raise InputError([f"{p}: no such file or folder"])
+    return out
+
+
+@dataclass
+class IngestReport:
+    added: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    rejected: list[tuple[str, InputError]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    intervals: int = 0
+    seconds: float = 0.0
+
+
+class Index:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.catalog = Catalog(self.path / CATALOG)
+        self._genome: Genome | None = None
+        self._vectors = None
+
+    # ---- lifecycle ------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        fasta: str | Path | None = None,
+        chrom_sizes: str | Path | None = None,
+        genome_name: str | None = None,
+        seed: int = 0,
+        sketch: PositionSketch | None = None,
+        aliases: dict[str, str] | None = None,
+    ) -> "Index":
+        path = Path(path)
+        if (fasta is None) == (chrom_sizes is None):
+            raise GidxError("give exactly one of a genome FASTA (--genome) or a chrom.sizes file (--chrom-sizes)")
+        if (path / CATALOG).exists():
+            raise GidxError(f"{path}: an index already exists here")
+        genome = (
+            Genome.from_fasta(fasta, genome_name, cache_dir=path / CACHE)
+            if fasta is not None
+            else Genome.from_chrom_sizes(chrom_sizes, genome_name, seed)
+        )
+        for sub in (MODELS, SEGMENTS, CACHE):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        self = cls(path)
+        self.catalog.ensure_schema(create=True)
+        sketch = sketch or PositionSketch()
+        from sqlalchemy import text
+
+        with self.catalog.connect(write=True) as conn:
+            gid = conn.execute(text(
+                "insert into genomes (name, kind, source, seed, digest, n_chroms, total_bp, spec, created_at) "
+                "values (:n, :k, :s, :seed, :d, :nc, :bp, :spec, :t) returning id"
+            ), dict(n=genome.name, k=genome.kind, s=genome.source, seed=genome.seed, d=genome.digest,
+                    nc=len(genome.names), bp=genome.total_bp, spec=genome.to_json(), t=_now())).scalar()
+            conn.execute(text("insert into chromosomes values (:g, :c, :n, :l)"),
+                         [dict(g=gid, c=i, n=n, l=int(l)) for i, (n, l) in enumerate(zip(genome.names, genome.lengths_list))])
+            eid = self._register_encoder(conn, sketch.name, "set", sketch.params(), sketch.dim)
+            conn.execute(text("insert into settings values ('genome_id', :g), ('set_encoder_id', :e)"),
+                         dict(g=str(gid), e=str(eid)))
+        if aliases:
+            self.add_aliases(aliases)
+        return self
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Index":
+        path = Path(path)
+        if not (path / CATALOG).exists():
+            raise IndexStateError(f"{path}: no gidx index here (create one with: gidx init {path} --chrom-sizes FILE)")
+        self = cls(path)
+        self.catalog.ensure_schema()
+        return self
+
+    @staticmethod
+    def _register_encoder(conn, name: str, kind: str, params: dict, dim: int) -> int:
+        from sqlalchemy import text
+
+        ident = encoder_identity(name, params)
+        eid = conn.execute(text("select id from encoders where identity = :i"), dict(i=ident)).scalar()
+        if eid is None:
+            eid = conn.execute(text(
+                "insert into encoders (name, kind, identity, params, dim, created_at) "
+                "values (:n, :k, :i, :p, :d, :t) returning id"
+            ), dict(n=name, k=kind, i=ident, p=json.dumps(params, sort_keys=True), d=dim, t=_now())).scalar()
+        return int(eid)
+
+    # ---- state read from the catalog --------------------------------------
+
+    def _settings(self, conn) -> dict[str, str]:
+        from sqlalchemy import text
+
+        return dict(conn.execute(text("select key, value from settings")).fetchall())
+
+    @property
+    def genome(self) -> Genome:
+        if self._genome is None:
+            from sqlalchemy import text
+
+            with self.catalog.connect() as conn:
+                gid = self._settings(conn)["genome_id"]
+                spec = conn.execute(text("select spec from genomes where id = :g"), dict(g=int(gid))).scalar()
+            self._genome = Genome.from_json(spec, cache_dir=self.path / CACHE)
+        return self._genome
+
+    @property
+    def genome_id(self) -> int:
+        with self.catalog.connect() as conn:
+            return int(self._settings(conn)["genome_id"])
+
+    def aliases(self) -> dict[str, str]:
+        from sqlalchemy import text
+
+        with self.catalog.connect() as conn:
+            return dict(conn.execute(text("select alias, name from chrom_aliases")).fetchall())
+
+    def add_aliases(self, aliases: dict[str, str]) -> None:
+        """Map chromosome names used by BED files onto the genome's names (e.g. ``chrM=chrmt``)."""
+        from sqlalchemy import text
+
+        g = self.genome
+        bad = [f"{a}={n}" for a, n in aliases.items() if n not in g.code_of]
+        if bad:
+            raise GidxError(f"chromosome alias target not in genome {g.name}: {', '.join(bad)}")
+        with self.catalog.connect(write=True) as conn:
+            gid = int(self._settings(conn)["genome_id"])
+            for a, n in aliases.items():
+                conn.execute(text("delete from chrom_aliases where genome_id = :g and alias = :a"), dict(g=gid, a=a))
+                conn.execute(text("insert into chrom_aliases values (:g, :a, :n)"), dict(g=gid, a=a, n=n))
+
+    def set_encoder(self):
+        """The active set encoder (position sketch until a trained model is activated)."""
+        from sqlalchemy import text
+
+        with self.catalog.connect() as conn:
+            eid = int(self._settings(conn)["set_encoder_id"])
+            name, params = conn.execute(text("select name, params from encoders where id = :e"), dict(e=eid)).one()
+        if name == "sketch":
+            return eid, PositionSketch.from_params(json.loads(params))
+        raise IndexStateError(f"unknown set encoder {name!r} in catalog")
+
+    @staticmethod
+    def vector_table(encoder_id: int, encoder) -> str:
+        return f"{encoder.name}_{encoder_id}"
+
+    @property
+    def vectors(self):
+        if self._vectors is None:
+            from .vectors import VectorStore
+
+            self._vectors = VectorStore(self.path / VECTORS)
+        return self._vectors
+
+    def record_ids(self) -> set[int]:
+        from sqlalchemy import text
+
+        with self.catalog.connect() as conn:
+            return {int(r[0]) for r in conn.execute(text("select id from records"))}
+
+    # ---- reading BED against this index's genome ---------------------------
+
+    def read(self, path: str | Path, skip_unknown_chroms: bool = False) -> BedFile:
+        return read_bed(path, self.genome, aliases=self.aliases(), skip_unknown_chroms=skip_unknown_chroms)
+
+    # ---- ingest ------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: Iterable[str | Path],
+        *,
+        name: str | None = None,
+        skip_unknown_chroms: bool = False,
+        progress: Progress | None = None,
+        batch_intervals: int = 2_000_000,
+        batch_records: int = 256,
+    ) -> IngestReport:
+        """Add BED files (folders are searched recursively). Idempotent by content hash.
+
+        A rejected file is reported and skipped; the others still go in.
+        """
+        t0 = time.perf_counter()
+        files = expand_paths(paths)
+        if name is not None and len(files) != 1:
+            raise GidxError("--name needs exactly one input file")
+        genome, aliases = self.genome, self.aliases()
+        eid, encoder = self.set_encoder()
+        from sqlalchemy import text
+
+        with self.catalog.connect() as conn:
+            known_hash = dict(conn.execute(text("select content_hash, name from records")).fetchall())
+        known_name = {v: k for k, v in known_hash.items()}
+        report = IngestReport()
+        batch: list[tuple[str, BedFile, str]] = []
+
+        def flush() -> None:
+            if batch:
+                self._commit_batch(batch, eid, encoder)
+                for nm, bf, _ in batch:
+                    report.added.append(nm)
+                    report.intervals += len(bf.intervals)
+                batch.clear()
+
+        for done, (path, root) in enumerate(files):
+            if progress:
+                progress(done, len(files), str(path))
+            try:
+                bf = read_bed(path, genome, aliases=aliases, skip_unknown_chroms=skip_unknown_chroms)
+            except InputError as e:
+                report.rejected.append((str(path), e))
+                continue
+            report.warnings += bf.warnings
+            h = bf.intervals.content_hash()
+            if h in known_hash:
+                report.skipped.append((str(path), f"already indexed as {known_hash[h]!r}"))
+                continue
+            nm = name or record_name_for(path, root)
+            if nm in known_name:
+                report.rejected.append((str(path), InputError(
+                    [f"{path}: record name {nm!r} is taken by different intervals; pick another with --name or gidx rm {nm}"])))
+                continue
+            known_hash[h], known_name[nm] = nm, h
+            batch.append((nm, bf, h))
+            if len(batch) >= batch_records or sum(len(b[1].intervals) for b in batch) >= batch_intervals:
+                flush()
+        flush()
+        if progress:
+            progress(len(files), len(files), "")
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _reserve_ids(self, n: int) -> list[int]:
+        from sqlalchemy import text
+
+        with self.catalog.connect(write=True) as conn:
+            return [int(r[0]) for r in conn.execute(text(f"select nextval('record_id_seq') from range({n})"))]
+
+    def _commit_batch(self, batch: list[tuple[str, BedFile, str]], eid: int, encoder) -> None:
+        import pyarrow as pa
+
+        sets = [bf.intervals for _, bf, _ in batch]
+        vecs = encoder.embed(sets)
+        ids = self._reserve_ids(len(batch))
+        # 1. derived data first (orphans if we die before the catalog commit)
+        self.vectors.add(self.vector_table(eid, encoder), np.asarray(ids), vecs)
+        # 2. the catalog commit makes the records visible
+        g = self.genome
+        now = _now()
+        rec = pa.table({
+            "id": pa.array(ids, pa.int32()),
+            "name": [nm for nm, _, _ in batch],
+            "source_path": [str(bf.path.resolve()) for _, bf, _ in batch],
+            "content_hash": [h for _, _, h in batch],
+            "genome_id": pa.array([self.genome_id] * len(batch), pa.int32()),
+            "n_intervals": pa.array([len(s) for s in sets], pa.int64()),
+            "bp_covered": pa.array([s.bp_covered() for s in sets], pa.int64()),
+            "n_chromosomes": pa.array([len(np.unique(s.chrom)) for s in sets], pa.int32()),
+            "chromosomes": [",".join(g.names[c] for c in np.unique(s.chrom)) for s in sets],
+            "format": [bf.format for _, bf, _ in batch],
+            "ingested_at": pa.array([now] * len(batch), pa.timestamp("us")),
+            "extra": [json.dumps({"columns": bf.n_columns, "header_lines": bf.header_lines,
+                                  "file_bytes": bf.path.stat().st_size, "skipped_chroms": bf.skipped_chroms})
+                      for _, bf, _ in batch],
+        })
+        names = pa.array(g.names)
+        iv = pa.table({
+            "record_id": pa.array(np.concatenate([np.full(len(s), i, np.int32) for i, s in zip(ids, sets)])),
+            "i": pa.array(np.concatenate([np.arange(len(s), dtype=np.int32) for s in sets])),
+            "chrom": pa.DictionaryArray.from_arrays(pa.array(np.concatenate([s.chrom for s in sets])), names).cast(pa.string()),
+            "chrom_start": pa.array(np.concatenate([s.start for s in sets])),
+            "chrom_end": pa.array(np.concatenate([s.end for s in sets])),
+        })
+        with self.catalog.connect(write=True) as conn:
+            raw = self.catalog.raw(conn)
+            raw.register("gidx_new_records", rec)
+            raw.register("gidx_new_intervals", iv)
+            raw.execute("insert into records by name select * from gidx_new_records")
+            raw.execute("insert into intervals by name select * from gidx_new_intervals")
+            raw.unregister("gidx_new_records")
+            raw.unregister("gidx_new_intervals")
+
+    # ---- query -------------------------------------------------------------
+
+    def query(
+        self,
+        query: str | Path | IntervalSet,
+        k: int = 20,
+        *,
+        name: str | None = None,
+        skip_unknown_chroms: bool = False,
+        save: bool = True,
+    ):
+        """Rank records by similarity to a query BED file (or IntervalSet).
+
+        Returns a pyarrow Table ``rank, record_id, record, score, n_intervals``;
+        its schema metadata ``gidx.query_id`` is the stored query's id.
+        """
+        import pyarrow as pa
+        from sqlalchemy import text
+
+        t0 = time.perf_counter()
+        if k < 1:
+            raise GidxError("k must be at least 1")
+        if isinstance(query, IntervalSet):
+            qset, qpath = query, "<intervals>"
+        else:
+            qset, qpath = self.read(query, skip_unknown_chroms).intervals, str(Path(query).resolve())
+        eid, encoder = self.set_encoder()
+        qvec = encoder.embed([qset])[0]
+        with self.catalog.connect() as conn:
+            live = dict(conn.execute(text("select id, name from records")).fetchall())
+            n_iv = dict(conn.execute(text("select id, n_intervals from records")).fetchall())
+        ids, scores = self.vectors.search(self.vector_table(eid, encoder), qvec, k + 16)
+        keep = np.array([int(i) in live for i in ids], dtype=bool)
+        ids, scores = ids[keep][:k], scores[keep][:k]
+        table = pa.table({
+            "rank": pa.array(np.arange(1, len(ids) + 1), pa.int32()),
+            "record_id": pa.array(ids, pa.int32()),
+            "record": [live[int(i)] for i in ids],
+            "score": pa.array(scores, pa.float64()),
+            "n_intervals": pa.array([n_iv[int(i)] for i in ids], pa.int64()),
+        })
+        elapsed = (time.perf_counter() - t0) * 1000
+        qid = None
+        if save:
+            with self.catalog.connect(write=True) as conn:
+                qid = conn.execute(text(
+                    "insert into queries (created_at, name, source_path, content_hash, n_intervals, k, encoder_id, mode, elapsed_ms) "
+                    "values (:t, :n, :p, :h, :ni, :k, :e, :m, :ms) returning id"
+                ), dict(t=_now(), n=name or (Path(qpath).name if qpath != "<intervals>" else "query"), p=qpath,
+                        h=qset.content_hash(), ni=len(qset), k=k, e=eid, m="vector", ms=elapsed)).scalar()
+                raw = self.catalog.raw(conn)
+                res = pa.table({"query_id": pa.array([qid] * len(ids), pa.int32()), "rank": table["rank"],
+                                "record_id": table["record_id"], "score": table["score"]})
+                raw.register("gidx_new_results", res)
+                raw.execute("insert into query_results by name select * from gidx_new_results")
+                raw.unregister("gidx_new_results")
+        meta = {b"gidx.query_id": str(qid).encode() if qid else b"", b"gidx.elapsed_ms": f"{elapsed:.2f}".encode()}
+        return table.replace_schema_metadata(meta)
+
+    # ---- inspection and maintenance -------------------------------------------
+
+    def sql(self, query: str, write: bool = False):
+        """Run SQL on the catalog (read-only unless ``write``); returns a pyarrow Table."""
+        with self.catalog.connect(write=write) as conn:
+            raw = self.catalog.raw(conn)
+            try:
+                rel = raw.sql(query)
+            except Exception as e:  # DuckDB parse/binder/permission errors are the user's
+                raise GidxError(str(e).splitlines()[0]) from None
+            if rel is None:
+                import pyarrow as pa
+
+                return pa.table({})
+            return rel.arrow() if hasattr(rel, "arrow") else rel.fetch_arrow_table()
+
+    def ls(self):
+        return self.sql("select id, name, n_intervals, bp_covered, n_chromosomes, format, ingested_at, source_path "
+                        "from records order by id")
+
+    def rm(self, names: Iterable[str]) -> list[str]:
+        """Remove records by name everywhere (catalog first: the commit point)."""
+        from sqlalchemy import bindparam, text
+
+        names = list(names)
+        with self.catalog.connect(write=True) as conn:
+            rows = dict(conn.execute(text("select name, id from records where name in :n").bindparams(
+                bindparam("n", expanding=True)), dict(n=names)).fetchall())
+            missing = [n for n in names if n not in rows]
+            if missing:
+                raise GidxError(f"no such record: {', '.join(missing)}")
+            ids = list(rows.values())
+            for tbl, col in (("intervals", "record_id"), ("query_results", "record_id"), ("records", "id")):
+                conn.execute(text(f"delete from {tbl} where {col} in :ids").bindparams(
+                    bindparam("ids", expanding=True)), dict(ids=ids))
+        for t in self.vectors.tables():
+            self.vectors.delete(t, ids)
+        return names
+
+    def info(self) -> dict:
+        from sqlalchemy import text
+
+        g = self.genome
+        eid, enc = self.set_encoder()
+        with self.catalog.connect() as conn:
+            counts = {t: conn.execute(text(f"select count(*) from {t}")).scalar()
+                      for t in ("records", "intervals", "queries")}
+            rev = conn.execute(text("select version_num from alembic_version")).scalar()
+
+        def du(p: Path) -> int:
+            if p.is_file():
+                return p.stat().st_size
+            return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.exists() else 0
+
+        return {
+            "index": str(self.path.resolve()),
+            "schema_revision": rev,
+            "genome": f"{g.name} ({g.kind}, {len(g.names)} chromosomes, {g.total_bp:,} bp)",
+            "genome_source": g.source,
+            "genome_digest": g.digest[:16],
+            "set_encoder": f"{enc.name} #{eid} {json.dumps(enc.params())}",
+            **counts,
+            "bytes": {p: du(self.path / p) for p in (CATALOG, VECTORS, SEGMENTS, TILES, MODELS)},
+        }

@@ -1,0 +1,101 @@
+"""IntervalSet: the in-memory form of one BED file.
+
+Coordinates are 0-based, half-open ``[start, end)`` as in BED. Chromosomes are
+stored as int32 codes into ``chroms`` (a tuple of names); two sets built against
+the same genome share the genome's chromosome order, so their codes compare
+directly. Intervals keep file line order (seqpare's tie rules depend on it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class IntervalSet:
+    chroms: tuple[str, ...]  # code -> chromosome name
+    chrom: np.ndarray  # int32 codes, one per interval, file order
+    start: np.ndarray  # int64
+    end: np.ndarray  # int64
+
+    def __post_init__(self) -> None:
+        n = len(self.chrom)
+        if not (len(self.start) == len(self.end) == n):
+            raise ValueError("chrom, start and end must have the same length")
+
+    def __len__(self) -> int:
+        return int(len(self.chrom))
+
+    @classmethod
+    def from_tuples(cls, rows, chroms: tuple[str, ...] | None = None) -> "IntervalSet":
+        """Build from ``[(chrom, start, end), ...]`` (tests, small examples)."""
+        rows = list(rows)
+        names = list(chroms) if chroms is not None else []
+        code = {c: i for i, c in enumerate(names)}
+        cc = []
+        for c, _, _ in rows:
+            if c not in code:
+                if chroms is not None:
+                    raise KeyError(f"chromosome {c!r} not in {chroms}")
+                code[c] = len(names)
+                names.append(c)
+            cc.append(code[c])
+        return cls(
+            tuple(names),
+            np.asarray(cc, dtype=np.int32),
+            np.asarray([r[1] for r in rows], dtype=np.int64),
+            np.asarray([r[2] for r in rows], dtype=np.int64),
+        )
+
+    def with_chroms(self, chroms: tuple[str, ...]) -> "IntervalSet":
+        """Re-code onto another chromosome table (names missing there get new codes)."""
+        names = list(chroms)
+        code = {c: i for i, c in enumerate(names)}
+        remap = np.empty(len(self.chroms), dtype=np.int32)
+        for i, c in enumerate(self.chroms):
+            if c not in code:
+                code[c] = len(names)
+                names.append(c)
+            remap[i] = code[c]
+        return IntervalSet(tuple(names), remap[self.chrom] if len(self) else self.chrom, self.start, self.end)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.end - self.start
+
+    def bp_covered(self) -> int:
+        """Bases covered by the union of the intervals (overlaps counted once)."""
+        if len(self) == 0:
+            return 0
+        order = np.lexsort((self.start, self.chrom))
+        c, s, e = self.chrom[order], self.start[order], self.end[order]
+        total = 0
+        for code in np.unique(c):
+            m = c == code
+            cs, ce = s[m], np.maximum.accumulate(e[m])
+            prev_end = np.concatenate(([cs[0]], ce[:-1]))
+            total += int(np.maximum(0, ce - np.maximum(cs, prev_end)).sum())
+        return total
+
+    def content_hash(self) -> str:
+        """Hash of the interval multiset in a canonical order (names, not codes).
+
+        Line order, extra columns and headers do not change it, so the same
+        intervals re-ingested from a re-sorted or re-compressed file are
+        recognised as already indexed.
+        """
+        h = hashlib.sha256()
+        names = np.asarray(self.chroms, dtype=object)
+        # sort chromosome codes by name so the hash does not depend on the code table
+        rank = np.argsort(np.argsort(names.astype(str))) if len(names) else np.zeros(0, int)
+        r = rank[self.chrom] if len(self) else np.zeros(0, np.int64)
+        order = np.lexsort((self.end, self.start, r))
+        used = sorted({self.chroms[i] for i in np.unique(self.chrom)})
+        h.update("\0".join(used).encode())
+        h.update(np.ascontiguousarray(r[order], dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.start[order], dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.end[order], dtype=np.int64).tobytes())
+        return h.hexdigest()

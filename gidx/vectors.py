@@ -1,0 +1,119 @@
+"""Set embeddings in LanceDB (``vectors.lance/``): one table per set encoder
+(``sketch_<identity>``, ``model_<id>``), rows ``record_id, vector``.
+
+The catalog is the source of truth for which records exist: vectors are
+written *before* the catalog commit that makes a record visible, so a crash
+leaves at most orphan rows, which searches ignore (they are filtered against
+the catalog's record ids) and :meth:`VectorStore.prune` deletes.
+Brute-force cosine search while a table is small; an ANN index (IVF-PQ with
+refine) once it has enough rows to be worth it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+ANN_MIN_ROWS = 50_000
+
+
+class VectorStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._db = None
+
+    @property
+    def db(self):
+        if self._db is None:
+            import lancedb
+
+            # read_consistency_interval=0: always see other processes' latest writes
+            self._db = lancedb.connect(str(self.path), read_consistency_interval=timedelta(0))
+        return self._db
+
+    def _table(self, name: str):
+        try:
+            return self.db.open_table(name)
+        except (ValueError, FileNotFoundError):
+            return None
+
+    def add(self, table: str, record_ids: np.ndarray, vectors: np.ndarray) -> None:
+        import pyarrow as pa
+
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        data = pa.table({
+            "record_id": pa.array(np.asarray(record_ids, dtype=np.int64)),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
+        })
+        t = self._table(table)
+        if t is None:
+            try:
+                self.db.create_table(table, data)
+                return
+            except ValueError:  # created meanwhile by another process
+                t = self.db.open_table(table)
+        t.add(data)
+
+    def delete(self, table: str, record_ids) -> None:
+        t = self._table(table)
+        ids = [int(i) for i in record_ids]
+        if t is not None and ids:
+            t.delete(f"record_id IN ({', '.join(map(str, ids))})")
+
+    def record_ids(self, table: str) -> np.ndarray:
+        t = self._table(table)
+        if t is None:
+            return np.zeros(0, dtype=np.int64)
+        return t.to_arrow().column("record_id").to_numpy()
+
+    def vectors(self, table: str) -> tuple[np.ndarray, np.ndarray]:
+        t = self._table(table)
+        if t is None:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        at = t.to_arrow()
+        vec = at.column("vector").combine_chunks()
+        dim = vec.type.list_size
+        return at.column("record_id").to_numpy(), vec.values.to_numpy().reshape(-1, dim)
+
+    def search(self, table: str, vector: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``limit`` rows by cosine similarity: (record_ids, similarities), best first."""
+        t = self._table(table)
+        if t is None or limit <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        q = t.search(np.asarray(vector, dtype=np.float32)).distance_type("cosine").limit(limit)
+        if t.list_indices():
+            q = q.refine_factor(10)
+        res = q.select(["record_id", "_distance"]).to_arrow()
+        return res.column("record_id").to_numpy(), 1.0 - res.column("_distance").to_numpy()
+
+    def prune(self, table: str, live: set[int]) -> int:
+        """Delete rows whose record is not in the catalog; returns how many."""
+        ids = self.record_ids(table)
+        orphans = sorted({int(i) for i in ids} - live)
+        if orphans:
+            self.delete(table, orphans)
+        return len(orphans)
+
+    def duplicates(self, table: str) -> list[int]:
+        ids = self.record_ids(table)
+        u, c = np.unique(ids, return_counts=True)
+        return [int(i) for i in u[c > 1]]
+
+    def maybe_index(self, table: str) -> bool:
+        """Build an IVF-PQ index once the table is big enough (IVF-PQ under 256 rows indexes nothing)."""
+        t = self._table(table)
+        if t is None or t.count_rows() < ANN_MIN_ROWS or t.list_indices():
+            return False
+        import lancedb
+
+        t.create_index("vector", config=lancedb.index.IvfPq(distance_type="cosine"))
+        return True
+
+    def drop(self, table: str) -> None:
+        if self._table(table) is not None:
+            self.db.drop_table(table)
+
+    def tables(self) -> list[str]:
+        return list(self.db.table_names()) if self.path.exists() else []
