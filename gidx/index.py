@@ -123,13 +123,26 @@ class Index:
             if fasta is not None
             else Genome.from_chrom_sizes(chrom_sizes, genome_name, seed)
         )
-        for sub in (MODELS, SEGMENTS, CACHE):
-            (path / sub).mkdir(parents=True, exist_ok=True)
-        self = cls(path)
-        self.catalog.ensure_schema(create=True)
-        sketch = sketch or PositionSketch()
+        fresh = not path.exists()
+        try:
+            for sub in (MODELS, SEGMENTS, CACHE):
+                (path / sub).mkdir(parents=True, exist_ok=True)
+            self = cls(path)
+            self._initialise(genome, sketch or PositionSketch())
+        except BaseException:
+            if fresh:  # leave nothing half-made behind
+                import shutil
+
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        if aliases:
+            self.add_aliases(aliases)
+        return self
+
+    def _initialise(self, genome: Genome, sketch: PositionSketch) -> None:
         from sqlalchemy import text
 
+        self.catalog.ensure_schema(create=True)
         with self.catalog.connect(write=True) as conn:
             gid = conn.execute(text(
                 "insert into genomes (name, kind, source, seed, digest, n_chroms, total_bp, spec, created_at) "
@@ -141,9 +154,6 @@ class Index:
             eid = self._register_encoder(conn, sketch.name, "set", sketch.params(), sketch.dim)
             conn.execute(text("insert into settings values ('genome_id', :g), ('set_encoder_id', :e)"),
                          dict(g=str(gid), e=str(eid)))
-        if aliases:
-            self.add_aliases(aliases)
-        return self
 
     @classmethod
     def open(cls, path: str | Path) -> "Index":
@@ -433,7 +443,7 @@ class Index:
                 import pyarrow as pa
 
                 return pa.table({})
-            return rel.arrow() if hasattr(rel, "arrow") else rel.fetch_arrow_table()
+            return rel.to_arrow_table()
 
     def ls(self):
         return self.sql("select id, name, n_intervals, bp_covered, n_chromosomes, format, ingested_at, source_path "
