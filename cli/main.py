@@ -126,19 +126,59 @@ def query(
     bed: Annotated[Path, typer.Argument(help="Query BED file.")],
     index: IndexOpt = DEFAULT_INDEX,
     k: Annotated[int, typer.Option("-k", "--top", help="Number of results.")] = 20,
+    rerank: Annotated[
+        int, typer.Option("--rerank", "-P", help="Rescore this many vector-search candidates with exact seqpare.")
+    ] = 200,
+    no_rerank: Annotated[bool, typer.Option("--no-rerank", help="Return the raw vector-search ranking.")] = False,
+    exact: Annotated[bool, typer.Option("--exact", help="Exhaustive exact seqpare ranking over all records.")] = False,
     skip_unknown_chroms: SkipUnknownOpt = False,
     fmt: FormatOpt = Format.table,
     out: OutOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Find the records most similar to a BED file."""
+    """Find the records most similar to a BED file (score = embedding cosine, exact_score = seqpare S)."""
     idx = _open(index)
-    table = idx.query(bed, k=k, skip_unknown_chroms=skip_unknown_chroms)
+    table = idx.query(bed, k=k, rerank=None if no_rerank else rerank, exact=exact,
+                      skip_unknown_chroms=skip_unknown_chroms)
     meta = table.schema.metadata or {}
     emit(table, fmt, out, title=f"{bed.name}: top {k}")
     if not quiet:
         _err(f"query id {meta.get(b'gidx.query_id', b'').decode()} ({float(meta.get(b'gidx.elapsed_ms', b'0')):.1f} ms); "
              f"see: gidx sql \"select * from query_results where query_id = {meta.get(b'gidx.query_id', b'').decode()}\"")
+
+
+@app.command()
+def seqpare(
+    target: Annotated[Path, typer.Argument(help="Target (database-side) BED file: the reference's first argument.")],
+    query_bed: Annotated[Path, typer.Argument(metavar="QUERY", help="Query BED file: the reference's second argument.")],
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Exact seqpare similarity of two BED files (as `seqpare TARGET QUERY`)."""
+    import pyarrow as pa
+
+    from gidx.bed import read_bed
+    from gidx.seqpare import pair
+
+    r = pair(read_bed(target).intervals, read_bed(query_bed).intervals)
+    emit(pa.table({"n_target": [r.n_t], "n_query": [r.n_q], "teo": [r.teo], "tc": [r.tc], "s": [r.s]}),
+         fmt if fmt != Format.parquet else Format.tsv)
+
+
+@app.command()
+def truth(
+    index: IndexOpt = DEFAULT_INDEX,
+    top: Annotated[
+        int, typer.Option("--top", help="Keep only each record's K best neighbours (0 = every pair with S > 0).")
+    ] = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compute exact seqpare ground truth into the catalog table `seqpare` (incremental, resumable)."""
+    idx = _open(index)
+    with Bar("truth", quiet) as bar:
+        rep = idx.truth(top_k=top, progress=bar)
+    if not quiet:
+        _err(f"Compared {rep.queries} record(s) ({rep.up_to_date} already up to date); "
+             f"{rep.pairs:,} pairs stored in {rep.seconds:.2f} s")
 
 
 @app.command()

@@ -24,8 +24,8 @@ from typing import Iterator
 
 from .errors import IndexLockedError, IndexStateError
 
-SCHEMA_HEAD = "0002"  # tests check this equals the Alembic head
-KNOWN_REVISIONS = ("0001", "0002")
+SCHEMA_HEAD = "0003"  # tests check this equals the Alembic head
+KNOWN_REVISIONS = ("0001", "0002", "0003")
 LOCK_TIMEOUT = float(os.environ.get("GIDX_LOCK_TIMEOUT", "30"))
 
 

@@ -222,11 +222,14 @@ class Index:
 
     def set_encoder(self):
         """The active set encoder (position sketch until a trained model is activated)."""
+        with self.catalog.connect() as conn:
+            return self._set_encoder(conn)
+
+    def _set_encoder(self, conn):
         from sqlalchemy import text
 
-        with self.catalog.connect() as conn:
-            eid = int(self._settings(conn)["set_encoder_id"])
-            name, params = conn.execute(text("select name, params from encoders where id = :e"), dict(e=eid)).one()
+        eid = int(self._settings(conn)["set_encoder_id"])
+        name, params = conn.execute(text("select name, params from encoders where id = :e"), dict(e=eid)).one()
         if name == "sketch":
             return eid, PositionSketch.from_params(json.loads(params))
         raise IndexStateError(f"unknown set encoder {name!r} in catalog")
@@ -317,8 +320,31 @@ class Index:
         flush()
         if progress:
             progress(len(files), len(files), "")
+        if report.added:
+            self.maintain()
         report.seconds = time.perf_counter() - t0
         return report
+
+    def maintain(self, max_segments: int = 8) -> None:
+        """Fold many small overlap segments into one and drop orphans (rows of crashed or removed records)."""
+        from .seqpare import SEGMENT_PREFIX, OverlapIndex
+
+        seg_dir = self.path / SEGMENTS
+        n = sum(1 for p in seg_dir.iterdir() if p.name.startswith(SEGMENT_PREFIX)) if seg_dir.exists() else 0
+        if n > max_segments:
+            OverlapIndex.compact(seg_dir, self.record_ids())
+
+    def overlap(self, live: set[int] | None = None):
+        """The exact-seqpare overlap structure over the live records."""
+        from .seqpare import OverlapIndex
+
+        return OverlapIndex.open(self.path / SEGMENTS, live if live is not None else self.record_ids())
+
+    def truth(self, top_k: int = 0, progress: Progress | None = None):
+        """Compute exact seqpare ground truth into the catalog (incremental, resumable)."""
+        from .truth import compute_truth
+
+        return compute_truth(self, top_k=top_k, progress=progress)
 
     def _reserve_ids(self, n: int) -> list[int]:
         from sqlalchemy import text
@@ -334,6 +360,15 @@ class Index:
         ids = self._reserve_ids(len(batch))
         # 1. derived data first (orphans if we die before the catalog commit)
         self.vectors.add(self.vector_table(eid, encoder), np.asarray(ids), vecs)
+        from .seqpare import OverlapIndex
+
+        OverlapIndex.write_segment(
+            self.path / SEGMENTS,
+            np.repeat(np.asarray(ids, dtype=np.int64), [len(s) for s in sets]),
+            np.concatenate([s.chrom for s in sets]),
+            np.concatenate([s.start for s in sets]),
+            np.concatenate([s.end for s in sets]),
+        )
         # 2. the catalog commit makes the records visible
         g = self.genome
         now = _now()
@@ -377,14 +412,22 @@ class Index:
         query: str | Path | IntervalSet,
         k: int = 20,
         *,
+        rerank: int | None = 200,
+        exact: bool = False,
         name: str | None = None,
         skip_unknown_chroms: bool = False,
         save: bool = True,
     ):
         """Rank records by similarity to a query BED file (or IntervalSet).
 
-        Returns a pyarrow Table ``rank, record_id, record, score, n_intervals``;
-        its schema metadata ``gidx.query_id`` is the stored query's id.
+        Default: the top ``rerank`` (P) candidates of the vector search are
+        rescored with exact seqpare and re-ranked (S first, vector score to
+        break ties). ``rerank=None``: the raw vector ranking. ``exact=True``:
+        exhaustive exact search over all records.
+
+        Returns a pyarrow Table ``rank, record_id, record, score, exact_score,
+        n_intervals`` (``score`` = cosine of the set embeddings, ``exact_score``
+        = seqpare S); schema metadata ``gidx.query_id`` is the stored query id.
         """
         import pyarrow as pa
         from sqlalchemy import text
@@ -392,23 +435,47 @@ class Index:
         t0 = time.perf_counter()
         if k < 1:
             raise GidxError("k must be at least 1")
+        if rerank is not None and rerank < 1:
+            raise GidxError("--rerank P needs P >= 1")
         if isinstance(query, IntervalSet):
             qset, qpath = query, "<intervals>"
         else:
             qset, qpath = self.read(query, skip_unknown_chroms).intervals, str(Path(query).resolve())
-        eid, encoder = self.set_encoder()
-        qvec = encoder.embed([qset])[0]
         with self.catalog.connect() as conn:
-            live = dict(conn.execute(text("select id, name from records")).fetchall())
-            n_iv = dict(conn.execute(text("select id, n_intervals from records")).fetchall())
-        ids, scores = self.vectors.search(self.vector_table(eid, encoder), qvec, k + 16)
-        keep = np.array([int(i) in live for i in ids], dtype=bool)
-        ids, scores = ids[keep][:k], scores[keep][:k]
+            eid, encoder = self._set_encoder(conn)
+            rows = conn.execute(text("select id, name, n_intervals from records")).fetchall()
+        names = {int(r[0]): r[1] for r in rows}
+        n_iv = {int(r[0]): int(r[2]) for r in rows}
+        qvec = encoder.embed([qset])[0]
+        table_name = self.vector_table(eid, encoder)
+        exact_s: dict[int, float] = {}
+        if exact:
+            res = self.overlap(set(names)).search(qset)
+            order = np.lexsort((res.record_id, -res.s))[:k]
+            ids = res.record_id[order]
+            exact_s = dict(zip(res.record_id[order].tolist(), res.s[order].tolist()))
+            scores = self.vectors.cosine(table_name, ids, qvec)
+            mode = "exact"
+        else:
+            want = max(k, rerank or 0)
+            ids, scores = self.vectors.search(table_name, qvec, want + 16)
+            keep = np.array([int(i) in names for i in ids], dtype=bool)
+            ids, scores = ids[keep][:want], scores[keep][:want]
+            mode = "vector"
+            if rerank is not None and len(ids):
+                res = self.overlap(set(names)).search(qset, records=ids)
+                exact_s = dict(zip(res.record_id.tolist(), res.s.tolist()))
+                s_of = np.array([exact_s.get(int(i), 0.0) for i in ids])
+                order = np.lexsort((-scores, -s_of))
+                ids, scores = ids[order], scores[order]
+                mode = "rerank"
+            ids, scores = ids[:k], scores[:k]
         table = pa.table({
             "rank": pa.array(np.arange(1, len(ids) + 1), pa.int32()),
             "record_id": pa.array(ids, pa.int32()),
-            "record": [live[int(i)] for i in ids],
+            "record": pa.array([names[int(i)] for i in ids], pa.string()),
             "score": pa.array(scores, pa.float64()),
+            "exact_score": pa.array([exact_s.get(int(i), 0.0) if mode != "vector" else None for i in ids], pa.float64()),
             "n_intervals": pa.array([n_iv[int(i)] for i in ids], pa.int64()),
         })
         elapsed = (time.perf_counter() - t0) * 1000
@@ -419,14 +486,16 @@ class Index:
                     "insert into queries (created_at, name, source_path, content_hash, n_intervals, k, encoder_id, mode, elapsed_ms) "
                     "values (:t, :n, :p, :h, :ni, :k, :e, :m, :ms) returning id"
                 ), dict(t=_now(), n=name or (Path(qpath).name if qpath != "<intervals>" else "query"), p=qpath,
-                        h=qset.content_hash(), ni=len(qset), k=k, e=eid, m="vector", ms=elapsed)).scalar()
+                        h=qset.content_hash(), ni=len(qset), k=k, e=eid, m=mode, ms=elapsed)).scalar()
                 raw = self.catalog.raw(conn)
-                res = pa.table({"query_id": pa.array([qid] * len(ids), pa.int32()), "rank": table["rank"],
-                                "record_id": table["record_id"], "score": table["score"]})
-                raw.register("gidx_new_results", res)
+                res_tbl = pa.table({"query_id": pa.array([qid] * len(ids), pa.int32()), "rank": table["rank"],
+                                    "record_id": table["record_id"], "score": table["score"],
+                                    "exact_score": table["exact_score"]})
+                raw.register("gidx_new_results", res_tbl)
                 raw.execute("insert into query_results by name select * from gidx_new_results")
                 raw.unregister("gidx_new_results")
-        meta = {b"gidx.query_id": str(qid).encode() if qid else b"", b"gidx.elapsed_ms": f"{elapsed:.2f}".encode()}
+        meta = {b"gidx.query_id": str(qid).encode() if qid else b"", b"gidx.elapsed_ms": f"{elapsed:.2f}".encode(),
+                b"gidx.mode": mode.encode()}
         return table.replace_schema_metadata(meta)
 
     # ---- inspection and maintenance -------------------------------------------
@@ -461,7 +530,8 @@ class Index:
             if missing:
                 raise GidxError(f"no such record: {', '.join(missing)}")
             ids = list(rows.values())
-            for tbl, col in (("intervals", "record_id"), ("query_results", "record_id"), ("records", "id")):
+            for tbl, col in (("intervals", "record_id"), ("query_results", "record_id"), ("seqpare", "query_id"),
+                             ("seqpare", "target_id"), ("seqpare_progress", "record_id"), ("records", "id")):
                 conn.execute(text(f"delete from {tbl} where {col} in :ids").bindparams(
                     bindparam("ids", expanding=True)), dict(ids=ids))
         for t in self.vectors.tables():

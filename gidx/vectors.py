@@ -77,6 +77,24 @@ class VectorStore:
         dim = vec.type.list_size
         return at.column("record_id").to_numpy(), vec.values.to_numpy().reshape(-1, dim)
 
+    def cosine(self, table: str, record_ids: np.ndarray, vector: np.ndarray) -> np.ndarray:
+        """Cosine similarity of stored vectors of ``record_ids`` with ``vector`` (NaN where missing)."""
+        out = np.full(len(record_ids), np.nan)
+        t = self._table(table)
+        if t is None or not len(record_ids):
+            return out
+        got = t.search().where(f"record_id IN ({', '.join(str(int(i)) for i in record_ids)})").limit(
+            len(record_ids) * 2).to_arrow()
+        vec = got.column("vector").combine_chunks()
+        mat = vec.values.to_numpy().reshape(-1, vec.type.list_size)
+        pos = {int(r): j for j, r in enumerate(got.column("record_id").to_numpy())}
+        v = np.asarray(vector, dtype=np.float64)
+        for i, r in enumerate(record_ids):
+            if int(r) in pos:
+                m = mat[pos[int(r)]]
+                out[i] = float(m @ v / (np.linalg.norm(m) * np.linalg.norm(v) or 1.0))
+        return out
+
     def search(self, table: str, vector: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``limit`` rows by cosine similarity: (record_ids, similarities), best first."""
         t = self._table(table)
