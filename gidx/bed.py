@@ -15,7 +15,6 @@ Validation never stops at the first problem: it collects every problem (up to
 
 from __future__ import annotations
 
-import gzip
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -64,7 +63,43 @@ class BedFile:
         ]
 
 
-def _read_text(path: Path) -> str:
+def _gunzip(raw: bytes, path: Path) -> bytes:
+    """Decompress gzip/bgzip (any number of members), keeping what was decoded
+    before a truncation or corruption so the problem can be given a line number."""
+    out: list[bytes] = []
+    view = memoryview(raw)
+    pos, step = 0, 1 << 16
+    d = zlib.decompressobj(wbits=31)
+    started = False  # the current member has received input
+    pending = b""
+    try:
+        while True:
+            if pending:
+                data, pending = pending, b""
+            elif pos < len(raw):
+                data, pos = bytes(view[pos : pos + step]), pos + step
+            else:
+                break
+            if not started:
+                data = data.lstrip(b"\x00")  # zero padding between members
+                if not data:
+                    continue
+                started = True
+            out.append(d.decompress(data))
+            if d.eof:
+                pending = d.unused_data
+                d, started = zlib.decompressobj(wbits=31), False
+        problem = "gzip data ends before its end marker (truncated file: incomplete download or copy?)" if started else None
+    except zlib.error as e:
+        problem = f"corrupt gzip data ({e})"
+    if problem is None:
+        return b"".join(out)
+    done = b"".join(out)
+    line = done.count(b"\n") + 1
+    raise InputError([f"{path}:{line}: {problem}; {line - 1} complete line{'s' if line != 2 else ''} before it"])
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except IsADirectoryError:
@@ -72,14 +107,15 @@ def _read_text(path: Path) -> str:
     except OSError as e:
         raise InputError([f"{path}: cannot read ({e.strerror or e})"]) from None
     if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as e:
-            raise InputError([f"{path}: corrupt or truncated gzip data ({e})"]) from None
+        raw = _gunzip(raw, path)
     nul = raw.find(b"\x00")
     if nul >= 0:
         line = raw.count(b"\n", 0, nul) + 1
         raise InputError([f"{path}:{line}: binary data (NUL byte), not a text BED file"])
+    return raw
+
+
+def _decode(raw: bytes, path: Path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -97,26 +133,39 @@ def _format_name(path: Path, n_columns: int) -> str:
 
 
 def _is_int(text: str) -> bool:
+    """An ASCII decimal integer with optional sign (Python's int() would also take
+    '1_000' and non-ASCII digits, which no BED tool writes or reads)."""
     t = text.strip()
-    return t.isdigit() or (len(t) > 1 and t[0] in "+-" and t[1:].isdigit())
+    if t[:1] in ("+", "-"):
+        t = t[1:]
+    return t.isascii() and t.isdigit()
 
 
-def _to_int64(values: list[str], linenos: list[int], what: str, path: Path, problems: list[str]) -> np.ndarray:
-    """Parse decimal integers; report every non-integer with its line."""
+def _to_int64(
+    values: list[str], linenos: list[int], what: str, path: Path, problems: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parse decimal integers; report every non-integer with its line.
+    Returns the values and a mask of those that parsed (the others are 0 and
+    must not be checked further: 'x20' is one problem, not also 'start > end')."""
+    joined = "".join(values)
     try:
-        return np.array(values, dtype=np.int64)
+        if "_" in joined or not joined.isascii():
+            raise ValueError("not plain ASCII decimal integers")
+        return np.array(values, dtype=np.int64), np.ones(len(values), dtype=bool)
     except (ValueError, OverflowError):
         out = np.zeros(len(values), dtype=np.int64)
+        parsed = np.zeros(len(values), dtype=bool)
         for i, v in enumerate(values):
             if not _is_int(v):
                 problems.append(f"{path}:{linenos[i]}: {what} {v!r} is not an integer")
                 continue
             iv = int(v)
             if not -(2**62) < iv < 2**62:
-                problems.append(f"{path}:{linenos[i]}: {what} {v} is out of range")
+                problems.append(f"{path}:{linenos[i]}: {what} {v.strip()} is out of range")
                 continue
             out[i] = iv
-        return out
+            parsed[i] = True
+        return out, parsed
 
 
 def _alias_hint(unknown: list[str], genome: "Genome") -> str | None:
@@ -153,7 +202,11 @@ def read_bed(
     Raises :class:`InputError` listing every problem.
     """
     path = Path(path)
-    text = _read_text(path)
+    raw = _read_bytes(path)
+    fast = _read_clean(raw, path, genome, aliases)
+    if fast is not None:
+        return fast
+    text = _decode(raw, path)
     problems: list[str] = []
 
     chrom_s: list[str] = []
@@ -174,8 +227,8 @@ def read_bed(
             hint = " (fields must be separated by tabs)" if len(line.split()) >= 3 else ""
             problems.append(f"{path}:{lineno}: too few columns: {len(f)} tab-separated field{'s' if len(f) > 1 else ''}, BED needs chrom, start, end{hint}")
             continue
-        if not linenos and not (_is_int(f[1]) and _is_int(f[2])):
-            header += 1  # a column-name line at the top ("chrom start end ...")
+        if not linenos and not _is_int(f[1]) and not _is_int(f[2]):
+            header += 1  # a column-name line at the top ("chrom start end ..."); one bad number is a problem
             continue
         if not n_columns:
             n_columns = line.count("\t") + 1
@@ -187,14 +240,15 @@ def read_bed(
     if not linenos and not problems:
         raise InputError([f"{path}: no intervals (empty file or only header lines)"])
 
-    start = _to_int64(start_s, linenos, "start", path, problems)
-    end = _to_int64(end_s, linenos, "end", path, problems)
+    start, start_ok = _to_int64(start_s, linenos, "start", path, problems)
+    end, end_ok = _to_int64(end_s, linenos, "end", path, problems)
+    both_ok = start_ok & end_ok
     line_arr = np.asarray(linenos, dtype=np.int64)
-    for i in np.flatnonzero(start < 0):
+    for i in np.flatnonzero(start_ok & (start < 0)):
         problems.append(f"{path}:{line_arr[i]}: negative start {start[i]}")
-    for i in np.flatnonzero(end < 0):
+    for i in np.flatnonzero(end_ok & (end < 0)):
         problems.append(f"{path}:{line_arr[i]}: negative end {end[i]}")
-    for i in np.flatnonzero(start > end):
+    for i in np.flatnonzero(both_ok & (start > end)):
         problems.append(f"{path}:{line_arr[i]}: start {start[i]} is after end {end[i]}")
 
     hint = None
@@ -205,11 +259,7 @@ def read_bed(
         chroms = tuple(names)
     else:
         chroms = tuple(genome.names)
-        lookup = dict(genome.code_of)
-        if aliases:
-            for alias, target in aliases.items():
-                if target in lookup:
-                    lookup.setdefault(alias, lookup[target])
+        lookup = _lookup_table(genome, aliases)
         chrom = np.fromiter((lookup.get(c, -1) for c in chrom_s), dtype=np.int32, count=len(chrom_s))
         bad = chrom < 0
         if bad.any():
@@ -228,7 +278,7 @@ def read_bed(
                 )
                 hint = _alias_hint(list(counts), genome)
         ok = ~bad
-        past = ok & (end > genome.lengths[np.where(ok, chrom, 0)])
+        past = ok & end_ok & (end > genome.lengths[np.where(ok, chrom, 0)])
         for i in np.flatnonzero(past):
             problems.append(
                 f"{path}:{line_arr[i]}: end {end[i]} is past the end of {genome.names[chrom[i]]} "
@@ -239,11 +289,11 @@ def read_bed(
 
     if problems:
         # order by line so the first problem reported is the first in the file
+        prefix = f"{path}:"
+
         def line_of(p: str) -> int:
-            try:
-                return int(p.split(":", 2)[1]) if p.startswith(str(path) + ":") else 0
-            except ValueError:
-                return 0
+            head = p[len(prefix):].split(":", 1)[0] if p.startswith(prefix) else ""
+            return int(head) if head.isdigit() else 0
         problems.sort(key=line_of)
         raise InputError(problems[:max_problems], total=len(problems), hint=hint)
     if len(chrom) == 0:
@@ -257,3 +307,88 @@ def read_bed(
         header_lines=header,
         skipped_chroms=skipped,
     )
+
+
+def _lookup_table(genome: "Genome", aliases: dict[str, str] | None) -> dict[str, int]:
+    lookup = dict(genome.code_of)
+    for alias, target in (aliases or {}).items():
+        if target in lookup:
+            lookup.setdefault(alias, lookup[target])
+    return lookup
+
+
+def _read_clean(raw: bytes, path: Path, genome: "Genome | None", aliases: dict[str, str] | None) -> BedFile | None:
+    """Fast path: parse with pyarrow's CSV reader when the file is clean.
+
+    Returns None at the first sign of anything unusual (a header or comment
+    line past the top, ragged columns, a non-integer, a problem to report), and
+    the caller re-reads with the line-by-line reader, which reports every
+    problem with its line number. Clean files, the vast majority, never pay
+    for Python-level line handling.
+    """
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    pos, header, first = 0, 0, None
+    while pos < len(raw):  # leading header / blank lines, then the first data line
+        nl = raw.find(b"\n", pos)
+        nl = len(raw) if nl < 0 else nl
+        line = raw[pos:nl].rstrip(b"\r")
+        if line.strip() and not line.startswith((b"track", b"browser", b"#")):
+            f = line.split(b"\t")
+            if len(f) < 3:
+                return None
+            if first is None and not (_is_int(f[1].decode("latin-1")) and _is_int(f[2].decode("latin-1"))):
+                header += 1  # column-name line
+                first = False
+                pos = nl + 1
+                continue
+            first = line
+            break
+        header += 1 if line.strip() else 0
+        pos = nl + 1
+    if not isinstance(first, bytes):
+        return None
+    n_columns = first.count(b"\t") + 1
+    cols = [f"c{i}" for i in range(n_columns)]
+    try:
+        tbl = pacsv.read_csv(
+            io.BytesIO(raw[pos:]),
+            read_options=pacsv.ReadOptions(column_names=cols, use_threads=True),
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False, escape_char=False),
+            convert_options=pacsv.ConvertOptions(column_types={"c0": pa.string(), "c1": pa.int64(), "c2": pa.int64()},
+                                                 include_columns=cols[:3]),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+        return None
+    if tbl.num_rows == 0 or tbl.column("c1").null_count or tbl.column("c2").null_count:
+        return None
+    start = tbl.column("c1").to_numpy()
+    end = tbl.column("c2").to_numpy()
+    if (start < 0).any() or (start > end).any():
+        return None
+    enc = tbl.column("c0").combine_chunks().dictionary_encode()
+    names = enc.dictionary.to_pylist()
+    if any(n != n.strip() or n.startswith(HEADER_PREFIXES) for n in names):
+        return None
+    idx = enc.indices.to_numpy()
+    if genome is None:
+        # codes in order of first appearance, as the line-by-line reader gives
+        first_seen = np.full(len(names), len(idx), np.int64)
+        np.minimum.at(first_seen, idx, np.arange(len(idx)))
+        order = np.argsort(first_seen)
+        rank = np.empty(len(names), np.int32)
+        rank[order] = np.arange(len(names), dtype=np.int32)
+        return BedFile(path, IntervalSet(tuple(names[i] for i in order), rank[idx], start, end),
+                       n_columns, _format_name(path, n_columns), header)
+    lookup = _lookup_table(genome, aliases)
+    codes = np.array([lookup.get(n, -1) for n in names], dtype=np.int32)
+    if (codes < 0).any():
+        return None
+    chrom = codes[idx]
+    if (end > genome.lengths[chrom]).any():
+        return None
+    return BedFile(path, IntervalSet(tuple(genome.names), chrom, start, end), n_columns,
+                   _format_name(path, n_columns), header)

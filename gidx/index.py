@@ -232,6 +232,10 @@ class Index:
         name, params = conn.execute(text("select name, params from encoders where id = :e"), dict(e=eid)).one()
         if name == "sketch":
             return eid, PositionSketch.from_params(json.loads(params))
+        if name == "model":  # a trained M model (gidx train)
+            from .model import load_set_encoder
+
+            return eid, load_set_encoder(self, json.loads(params))
         raise IndexStateError(f"unknown set encoder {name!r} in catalog")
 
     @staticmethod
@@ -295,13 +299,23 @@ class Index:
                     report.intervals += len(bf.intervals)
                 batch.clear()
 
-        for done, (path, root) in enumerate(files):
+        def parse(item: tuple[Path, Path | None]) -> BedFile | InputError:
+            try:
+                return read_bed(item[0], genome, aliases=aliases, skip_unknown_chroms=skip_unknown_chroms)
+            except InputError as e:
+                return e
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        # parse the next files while this one is embedded and stored (decompression,
+        # pyarrow's CSV reader and numpy release the GIL)
+        pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
+        parsed = pool.map(parse, files)
+        for done, ((path, root), bf) in enumerate(zip(files, parsed)):
             if progress:
                 progress(done, len(files), str(path))
-            try:
-                bf = read_bed(path, genome, aliases=aliases, skip_unknown_chroms=skip_unknown_chroms)
-            except InputError as e:
-                report.rejected.append((str(path), e))
+            if isinstance(bf, InputError):
+                report.rejected.append((str(path), bf))
                 continue
             report.warnings += bf.warnings
             h = bf.intervals.content_hash()
@@ -318,6 +332,7 @@ class Index:
             if len(batch) >= batch_records or sum(len(b[1].intervals) for b in batch) >= batch_intervals:
                 flush()
         flush()
+        pool.shutdown()
         if progress:
             progress(len(files), len(files), "")
         if report.added:
@@ -356,7 +371,7 @@ class Index:
         import pyarrow as pa
 
         sets = [bf.intervals for _, bf, _ in batch]
-        vecs = encoder.embed(sets)
+        vecs = encoder.embed(sets, self.genome.lengths)
         ids = self._reserve_ids(len(batch))
         # 1. derived data first (orphans if we die before the catalog commit)
         self.vectors.add(self.vector_table(eid, encoder), np.asarray(ids), vecs)
@@ -446,7 +461,7 @@ class Index:
             rows = conn.execute(text("select id, name, n_intervals from records")).fetchall()
         names = {int(r[0]): r[1] for r in rows}
         n_iv = {int(r[0]): int(r[2]) for r in rows}
-        qvec = encoder.embed([qset])[0]
+        qvec = encoder.embed([qset], self.genome.lengths)[0]
         table_name = self.vector_table(eid, encoder)
         exact_s: dict[int, float] = {}
         if exact:
