@@ -38,14 +38,31 @@ class Catalog:
     def __init__(self, path: Path, lock_timeout: float = LOCK_TIMEOUT):
         self.path = Path(path)
         self.lock_timeout = lock_timeout
+        self._engines: dict[bool, object] = {}
 
     def _engine(self, write: bool):
-        from sqlalchemy import create_engine
-        from sqlalchemy.pool import NullPool
+        # Engines are cached (the dialect's first-connect set-up runs once); NullPool
+        # still closes the DuckDB connection, and so its file lock, after every use.
+        engine = self._engines.get(write)
+        if engine is None:
+            from sqlalchemy import create_engine
+            from sqlalchemy.pool import NullPool
 
-        return create_engine(
-            f"duckdb:///{self.path}", poolclass=NullPool, connect_args={"read_only": not write}
-        )
+            engine = self._engines[write] = create_engine(
+                f"duckdb:///{self.path}", poolclass=NullPool, connect_args={"read_only": not write}
+            )
+        return engine
+
+    def signature(self) -> tuple:
+        """Changes whenever a transaction commits (the WAL or the file changes)."""
+        sig = []
+        for p in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                st = p.stat()
+                sig.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except FileNotFoundError:
+                sig.append(None)
+        return tuple(sig)
 
     @contextmanager
     def connect(self, write: bool = False) -> Iterator["object"]:
@@ -78,7 +95,6 @@ class Catalog:
                 yield conn
         finally:
             conn.close()
-            engine.dispose()
 
     @staticmethod
     def raw(conn):

@@ -98,6 +98,7 @@ class Index:
         self.catalog = Catalog(self.path / CATALOG)
         self._genome: Genome | None = None
         self._vectors = None
+        self._snap: tuple | None = None
 
     # ---- lifecycle ------------------------------------------------------
 
@@ -259,7 +260,24 @@ class Index:
     # ---- reading BED against this index's genome ---------------------------
 
     def read(self, path: str | Path, skip_unknown_chroms: bool = False) -> BedFile:
-        return read_bed(path, self.genome, aliases=self.aliases(), skip_unknown_chroms=skip_unknown_chroms)
+        return read_bed(path, self.genome, aliases=self._snapshot()["aliases"], skip_unknown_chroms=skip_unknown_chroms)
+
+    def _snapshot(self) -> dict:
+        """What a query needs from the catalog, read in one transaction and reused
+        until the catalog changes (checked with a stat, no connection)."""
+        from sqlalchemy import text
+
+        sig = self.catalog.signature()
+        if self._snap is not None and self._snap[0] == sig:
+            return self._snap[1]
+        with self.catalog.connect() as conn:
+            eid, encoder = self._set_encoder(conn)
+            rows = conn.execute(text("select id, name, n_intervals from records")).fetchall()
+            aliases = dict(conn.execute(text("select alias, name from chrom_aliases")).fetchall())
+        snap = {"encoder_id": eid, "encoder": encoder, "aliases": aliases,
+                "names": {int(r[0]): r[1] for r in rows}, "n_intervals": {int(r[0]): int(r[2]) for r in rows}}
+        self._snap = (sig, snap)
+        return snap
 
     # ---- ingest ------------------------------------------------------------
 
@@ -456,11 +474,8 @@ class Index:
             qset, qpath = query, "<intervals>"
         else:
             qset, qpath = self.read(query, skip_unknown_chroms).intervals, str(Path(query).resolve())
-        with self.catalog.connect() as conn:
-            eid, encoder = self._set_encoder(conn)
-            rows = conn.execute(text("select id, name, n_intervals from records")).fetchall()
-        names = {int(r[0]): r[1] for r in rows}
-        n_iv = {int(r[0]): int(r[2]) for r in rows}
+        snap = self._snapshot()
+        eid, encoder, names, n_iv = snap["encoder_id"], snap["encoder"], snap["names"], snap["n_intervals"]
         qvec = encoder.embed([qset], self.genome.lengths)[0]
         table_name = self.vector_table(eid, encoder)
         exact_s: dict[int, float] = {}
