@@ -229,6 +229,28 @@ def rm(
 
 
 @app.command()
+def check(
+    index: IndexOpt = DEFAULT_INDEX,
+    repair: Annotated[bool, typer.Option("--repair", help="Remove orphans and refill bad memo tiles.")] = False,
+) -> None:
+    """Verify that catalog, vectors, overlap structure and memo agree (exit 1 on problems)."""
+    from gidx.check import check_index
+
+    rep = check_index(_open(index), repair=repair)
+    for key, n in rep.checked.items():
+        print(f"checked {key:16} {n:,}")
+    for line in rep.orphans:
+        print(f"orphan: {line}")
+    for line in rep.repaired:
+        print(f"repaired: {line}")
+    for line in rep.problems:
+        print(f"PROBLEM: {line}")
+    print("OK" if rep.ok else f"{len(rep.problems)} problem(s)")
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def alias(
     pairs: Annotated[list[str], typer.Argument(help="NAME=GENOME_NAME pairs, e.g. chrM=chrmt.")],
     index: IndexOpt = DEFAULT_INDEX,
