@@ -106,9 +106,11 @@ def ingest(
         rep = idx.ingest(paths, name=name, skip_unknown_chroms=skip_unknown_chroms, progress=bar)
     for w in rep.warnings:
         _err(f"Warning: {w}")
-    for path, why in rep.skipped:
-        if not quiet:
+    if not quiet:
+        for path, why in rep.skipped[:10]:
             _err(f"Skipped {path}: {why}")
+        if len(rep.skipped) > 10:
+            _err(f"Skipped {len(rep.skipped) - 10} more file(s) already in the index")
     for path, e in rep.rejected:
         _err(f"Error: {e}")
         for p in e.problems[1:]:

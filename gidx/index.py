@@ -311,8 +311,11 @@ class Index:
 
         def flush() -> None:
             if batch:
-                self._commit_batch(batch, eid, encoder)
+                lost = self._commit_batch(batch, eid, encoder)
                 for nm, bf, _ in batch:
+                    if nm in lost:
+                        report.skipped.append((str(bf.path), lost[nm]))
+                        continue
                     report.added.append(nm)
                     report.intervals += len(bf.intervals)
                 batch.clear()
@@ -385,7 +388,8 @@ class Index:
         with self.catalog.connect(write=True) as conn:
             return [int(r[0]) for r in conn.execute(text(f"select nextval('record_id_seq') from range({n})"))]
 
-    def _commit_batch(self, batch: list[tuple[str, BedFile, str]], eid: int, encoder) -> None:
+    def _commit_batch(self, batch: list[tuple[str, BedFile, str]], eid: int, encoder) -> dict[str, str]:
+        """Store a batch; returns {name: why} for records another process stored first."""
         import pyarrow as pa
 
         sets = [bf.intervals for _, bf, _ in batch]
@@ -433,10 +437,21 @@ class Index:
             raw = self.catalog.raw(conn)
             raw.register("gidx_new_records", rec)
             raw.register("gidx_new_intervals", iv)
-            raw.execute("insert into records by name select * from gidx_new_records")
-            raw.execute("insert into intervals by name select * from gidx_new_intervals")
+            # another process may have added the same files since we looked: under the
+            # write lock, keep only records whose content and name are still new
+            taken = raw.execute(
+                "select n.name, r.name from gidx_new_records n join records r "
+                "on r.content_hash = n.content_hash or r.name = n.name").fetchall()
+            lost = {new: f"already indexed as {old!r} (by a concurrent ingest)" for new, old in taken}
+            raw.execute("insert into records by name select * from gidx_new_records "
+                        "where name not in (select name from records) "
+                        "and content_hash not in (select content_hash from records)")
+            # ids were reserved for this batch alone: the ones now in records are ours
+            raw.execute("insert into intervals by name select * from gidx_new_intervals "
+                        "where record_id in (select id from records)")
             raw.unregister("gidx_new_records")
             raw.unregister("gidx_new_intervals")
+        return lost
 
     # ---- query -------------------------------------------------------------
 
