@@ -24,9 +24,10 @@ def run_demo(keep: Path | None = None, quiet: bool = False) -> Path:
     where = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="gidx-demo-")) / "idx"
 
     def say(text: str) -> None:
-        print(text, file=sys.stderr)
+        if not quiet:  # --quiet: the result table on stdout only
+            print(text, file=sys.stderr)
 
-    say(f"$ gidx init {where} --genome {fasta} --chrom-alias chrM=chrmt")
+    say(f"$ gidx init {where} --genome {fasta} --name sacCer3 --chrom-alias chrM=chrmt")
     say("  (the FASTA calls the mitochondrion 'chrmt', the BED files say 'chrM': mapped explicitly)")
     idx = Index.create(where, fasta=fasta, genome_name="sacCer3", aliases={"chrM": "chrmt"})
     say(f"$ gidx ingest {beds} -i {where}")

@@ -33,7 +33,7 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the result to this file instead of stdout.")]
 AliasOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--chrom-alias", help="Map a chromosome name to the genome's, e.g. chrM=chrmt (repeatable)."),
+    typer.Option("--chrom-alias", help="Map a chromosome name to the genome's, e.g. chrM=chrmt (repeatable; stored in the index)."),
 ]
 SkipUnknownOpt = Annotated[
     bool, typer.Option("--skip-unknown-chroms", help="Drop intervals on chromosomes the genome lacks (with a warning).")
@@ -116,9 +116,9 @@ def ingest(
         for p in e.problems[1:]:
             _err(f"  {p}")
     if not quiet:
-        rate = rep.intervals / rep.seconds if rep.seconds > 0 else 0
+        rate = f" ({rep.intervals / rep.seconds:,.0f} intervals/s)" if rep.intervals and rep.seconds > 0 else ""
         _err(f"Added {len(rep.added)}, skipped {len(rep.skipped)}, rejected {len(rep.rejected)} file(s); "
-             f"{rep.intervals:,} intervals in {rep.seconds:.2f} s ({rate:,.0f} intervals/s)")
+             f"{rep.intervals:,} intervals in {rep.seconds:.2f} s{rate}")
     if rep.rejected:
         raise typer.Exit(2)
 

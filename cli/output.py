@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from enum import Enum
 from pathlib import Path
@@ -15,11 +16,23 @@ class Format(str, Enum):
     parquet = "parquet"
 
 
-def _cell(v) -> str:
+def _cell(v, exact: bool = False) -> str:
+    """A value as text: floats to 6 significant digits for people, or (``exact``,
+    for TSV that programs read back) the shortest text that round-trips."""
     if v is None:
         return ""
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return repr(v) if exact else f"{v:.6g}"
+    return str(v)
+
+
+def _json_default(v):
+    """Values json cannot write. DuckDB's SUM of integers and numeric literals arrive as
+    Decimal: they are numbers, not strings."""
+    from decimal import Decimal
+
+    if isinstance(v, Decimal):
+        return int(v) if v.is_finite() and v == v.to_integral_value() else float(v)
     return str(v)
 
 
@@ -30,17 +43,21 @@ def emit(table, fmt: Format, out: Path | None = None, title: str | None = None) 
 
         if out is None:
             if sys.stdout.isatty():
-                raise SystemExit("Error: --format parquet needs --out FILE (or a pipe)")
+                from gidx.errors import GidxError
+
+                raise GidxError("--format parquet needs --out FILE (or a pipe)")
             pq.write_table(table, sys.stdout.buffer)
         else:
             pq.write_table(table, out)
         return
     rows = table.to_pylist()
     if fmt == Format.json:
-        text = json.dumps(rows, default=str, indent=None) + "\n"
+        # NaN/Infinity are not JSON (jq and strict parsers reject them): write null
+        rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]
+        text = json.dumps(rows, default=_json_default, indent=None, allow_nan=False) + "\n"
     elif fmt == Format.tsv:
         lines = ["\t".join(table.column_names)]
-        lines += ["\t".join(_cell(r[c]) for c in table.column_names) for r in rows]
+        lines += ["\t".join(_cell(r[c], exact=True) for c in table.column_names) for r in rows]
         text = "\n".join(lines) + "\n"
     else:
         if out is None and sys.stdout.isatty():

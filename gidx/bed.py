@@ -329,6 +329,7 @@ def _read_clean(raw: bytes, path: Path, genome: "Genome | None", aliases: dict[s
     import io
 
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
     pos, header, first = 0, 0, None
@@ -340,8 +341,8 @@ def _read_clean(raw: bytes, path: Path, genome: "Genome | None", aliases: dict[s
             f = line.split(b"\t")
             if len(f) < 3:
                 return None
-            if first is None and not (_is_int(f[1].decode("latin-1")) and _is_int(f[2].decode("latin-1"))):
-                header += 1  # column-name line
+            if first is None and not _is_int(f[1].decode("latin-1")) and not _is_int(f[2].decode("latin-1")):
+                header += 1  # column-name line (as in read_bed: one bad number is a problem, not a header)
                 first = False
                 pos = nl + 1
                 continue
@@ -358,15 +359,18 @@ def _read_clean(raw: bytes, path: Path, genome: "Genome | None", aliases: dict[s
             io.BytesIO(raw[pos:]),
             read_options=pacsv.ReadOptions(column_names=cols, use_threads=True),
             parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False, escape_char=False),
-            convert_options=pacsv.ConvertOptions(column_types={"c0": pa.string(), "c1": pa.int64(), "c2": pa.int64()},
+            # start/end as text first: Arrow's integer parser also takes '0x10' (= 16), which no BED tool does
+            convert_options=pacsv.ConvertOptions(column_types={"c0": pa.string(), "c1": pa.string(), "c2": pa.string()},
                                                  include_columns=cols[:3]),
         )
+        if tbl.num_rows == 0 or tbl.column("c1").null_count or tbl.column("c2").null_count:
+            return None
+        if not all(pc.all(pc.ascii_is_decimal(tbl.column(c))).as_py() for c in ("c1", "c2")):
+            return None  # signs, spaces, hex, non-ASCII digits...: the line reader decides
+        start = pc.cast(tbl.column("c1"), pa.int64()).to_numpy()
+        end = pc.cast(tbl.column("c2"), pa.int64()).to_numpy()
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         return None
-    if tbl.num_rows == 0 or tbl.column("c1").null_count or tbl.column("c2").null_count:
-        return None
-    start = tbl.column("c1").to_numpy()
-    end = tbl.column("c2").to_numpy()
     if (start < 0).any() or (start > end).any():
         return None
     enc = tbl.column("c0").combine_chunks().dictionary_encode()

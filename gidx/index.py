@@ -74,7 +74,11 @@ def expand_paths(paths: Iterable[str | Path]) -> list[tuple[Path, Path | None]]:
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += [(f, p) for f in sorted(p.rglob("*")) if f.is_file() and is_bed_path(f)]
+            found = [(f, p) for f in sorted(p.rglob("*")) if f.is_file() and is_bed_path(f)]
+            if not found:
+                raise InputError([f"{p}: no BED files in this folder (looked for *.bed, *.narrowPeak, "
+                                  "*.broadPeak, ... optionally .gz)"])
+            out += found
         elif p.exists():
             out.append((p, None))
         else:

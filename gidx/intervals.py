@@ -88,13 +88,15 @@ class IntervalSet:
         recognised as already indexed.
         """
         h = hashlib.sha256()
-        names = np.asarray(self.chroms, dtype=object)
-        # sort chromosome codes by name so the hash does not depend on the code table
-        rank = np.argsort(np.argsort(names.astype(str))) if len(names) else np.zeros(0, int)
-        r = rank[self.chrom] if len(self) else np.zeros(0, np.int64)
+        # rank the chromosomes the set uses by name, so the hash depends neither on
+        # the code table (genome order, file order) nor on unused names
+        used_codes = np.unique(self.chrom)
+        used = [self.chroms[i] for i in used_codes]
+        rank = np.zeros(len(self.chroms), dtype=np.int64)
+        rank[used_codes] = np.argsort(np.argsort(np.asarray(used, dtype=str))) if used else []
+        r = rank[self.chrom]
         order = np.lexsort((self.end, self.start, r))
-        used = sorted({self.chroms[i] for i in np.unique(self.chrom)})
-        h.update("\0".join(used).encode())
+        h.update("\0".join(sorted(used)).encode())
         h.update(np.ascontiguousarray(r[order], dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(self.start[order], dtype=np.int64).tobytes())
         h.update(np.ascontiguousarray(self.end[order], dtype=np.int64).tobytes())

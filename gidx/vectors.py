@@ -134,4 +134,12 @@ class VectorStore:
             self.db.drop_table(table)
 
     def tables(self) -> list[str]:
-        return list(self.db.table_names()) if self.path.exists() else []
+        if not self.path.exists():
+            return []
+        names, token = [], None
+        while True:  # list_tables pages its answer (table_names() is deprecated)
+            page = self.db.list_tables(page_token=token)
+            names += list(page.tables)
+            token = page.page_token
+            if not token:
+                return names
