@@ -76,14 +76,28 @@ def init(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic sequence (with --chrom-sizes).")] = 0,
     chrom_alias: AliasOpt = None,
     sketch_dims: Annotated[int, typer.Option(help="Position-sketch dimensions per resolution.")] = 512,
+    encoder: Annotated[
+        str, typer.Option("--encoder", "-e", help="Sequence encoder: kmer[:k=12,dim=256] or hyenadna:CHECKPOINT_FOLDER.")
+    ] = "kmer",
+    tile_base: Annotated[int, typer.Option(help="Smallest genome tile, bp (tiles are base * 2^K).")] = 128,
+    tile_layers: Annotated[int, typer.Option(help="Number of tile sizes.")] = 4,
+    tile_offsets: Annotated[int, typer.Option(help="Shifted tile grids per size.")] = 4,
     quiet: QuietOpt = False,
 ) -> None:
     """Create an index folder for one genome."""
     from gidx.index import Index
     from gidx.sketch import PositionSketch
+    from gidx.tiling import Tiling
 
+    try:
+        tiling = Tiling(base=tile_base, layers=tile_layers, offsets=tile_offsets)
+    except ValueError as e:
+        from gidx.errors import GidxError
+
+        raise GidxError(f"tiling: {e}") from None
     idx = Index.create(path, fasta=genome, chrom_sizes=chrom_sizes, genome_name=name, seed=seed,
-                       sketch=PositionSketch(dims=sketch_dims), aliases=_parse_aliases(chrom_alias))
+                       sketch=PositionSketch(dims=sketch_dims), aliases=_parse_aliases(chrom_alias),
+                       encoder=encoder, tiling=tiling)
     if not quiet:
         g = idx.genome
         _err(f"Created index {path} for genome {g.name} ({g.kind}, {len(g.names)} chromosomes, {g.total_bp:,} bp)")
@@ -253,6 +267,15 @@ def check(
 
 
 @app.command()
+def encoders(index: IndexOpt = DEFAULT_INDEX, fmt: FormatOpt = Format.table) -> None:
+    """List the encoders of the index (sequence encoder, set encoders) and which are active."""
+    emit(_open(index).sql(
+        "select e.id, e.name, e.kind, e.dim, e.params, "
+        "(e.id::varchar in (select value from settings where key in ('set_encoder_id', 'sequence_encoder_id'))) "
+        "as active, e.created_at from encoders e order by e.id"), fmt)
+
+
+@app.command()
 def alias(
     pairs: Annotated[list[str], typer.Argument(help="NAME=GENOME_NAME pairs, e.g. chrM=chrmt.")],
     index: IndexOpt = DEFAULT_INDEX,
@@ -270,6 +293,13 @@ def demo(
     from .demo import run_demo
 
     run_demo(keep, quiet)
+
+
+from . import train as _train  # noqa: E402  (sub-commands; typer-only imports)
+from .memo import memo_app  # noqa: E402
+
+app.add_typer(memo_app, name="memo")
+_train.register(app)
 
 
 def main() -> None:

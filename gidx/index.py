@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from .errors import GidxError, IndexStateError, InputError
 from .genome import Genome
 from .intervals import IntervalSet
 from .sketch import PositionSketch, encoder_identity
+
+if TYPE_CHECKING:
+    from .tiling import Tiling
 
 CATALOG = "catalog.duckdb"
 VECTORS = "vectors.lance"
@@ -117,6 +120,8 @@ class Index:
         seed: int = 0,
         sketch: PositionSketch | None = None,
         aliases: dict[str, str] | None = None,
+        encoder: str = "kmer",
+        tiling: "Tiling | None" = None,
     ) -> "Index":
         path = Path(path)
         if (fasta is None) == (chrom_sizes is None):
@@ -133,7 +138,19 @@ class Index:
             for sub in (MODELS, SEGMENTS, CACHE):
                 (path / sub).mkdir(parents=True, exist_ok=True)
             self = cls(path)
-            self._initialise(genome, sketch or PositionSketch())
+            from .encoders import load_encoder
+            from .tiling import Tiling
+
+            kind, sep, arg = encoder.partition(":")
+            if kind.strip().lower() == "hyenadna" and arg:  # the checkpoint folder, wherever gidx runs from
+                encoder = f"hyenadna:{Path(arg).expanduser().resolve()}"
+            seq_encoder = load_encoder(encoder)
+            tiling = tiling or Tiling()
+            try:
+                tiling.require_max_size(seq_encoder.max_len)
+            except ValueError as e:
+                raise GidxError(str(e)) from None
+            self._initialise(genome, sketch or PositionSketch(), encoder, seq_encoder, tiling)
         except BaseException:
             if fresh:  # leave nothing half-made behind
                 import shutil
@@ -144,7 +161,7 @@ class Index:
             self.add_aliases(aliases)
         return self
 
-    def _initialise(self, genome: Genome, sketch: PositionSketch) -> None:
+    def _initialise(self, genome: Genome, sketch: PositionSketch, encoder_spec: str, seq_encoder, tiling) -> None:
         from sqlalchemy import text
 
         self.catalog.ensure_schema(create=True)
@@ -157,8 +174,14 @@ class Index:
             conn.execute(text("insert into chromosomes values (:g, :c, :n, :l)"),
                          [dict(g=gid, c=i, n=n, l=int(l)) for i, (n, l) in enumerate(zip(genome.names, genome.lengths_list))])
             eid = self._register_encoder(conn, sketch.name, "set", sketch.params(), sketch.dim)
-            conn.execute(text("insert into settings values ('genome_id', :g), ('set_encoder_id', :e)"),
-                         dict(g=str(gid), e=str(eid)))
+            sid = self._register_encoder(conn, seq_encoder.name, "sequence",
+                                         {"spec": encoder_spec, "identity": seq_encoder.identity()}, seq_encoder.dim)
+            tid = conn.execute(text(
+                "insert into tilings (identity, params, created_at) values (:i, :p, :t) returning id"
+            ), dict(i=encoder_identity("tiling", tiling.params()), p=json.dumps(tiling.params()), t=_now())).scalar()
+            conn.execute(text("insert into settings values ('genome_id', :g), ('set_encoder_id', :e), "
+                              "('sequence_encoder_id', :s), ('tiling_id', :t)"),
+                         dict(g=str(gid), e=str(eid), s=str(sid), t=str(tid)))
 
     @classmethod
     def open(cls, path: str | Path) -> "Index":
@@ -242,6 +265,43 @@ class Index:
 
             return eid, load_set_encoder(self, json.loads(params))
         raise IndexStateError(f"unknown set encoder {name!r} in catalog")
+
+    def sequence_encoder(self, **options):
+        """The index's sequence encoder (``kmer`` or ``hyenadna:FOLDER``), checked
+        against the identity recorded at ``gidx init`` (a changed checkpoint would
+        silently mix embeddings of two models)."""
+        from sqlalchemy import text
+
+        from .encoders import load_encoder
+
+        with self.catalog.connect() as conn:
+            sid = int(self._settings(conn)["sequence_encoder_id"])
+            params = json.loads(conn.execute(text("select params from encoders where id = :i"), dict(i=sid)).scalar())
+        enc = load_encoder(params["spec"], **options)
+        if enc.identity() != params["identity"]:
+            raise IndexStateError(f"sequence encoder {params['spec']!r} is not the one this index was built with "
+                                  "(its configuration or weights changed)")
+        return enc
+
+    def tiling(self):
+        from sqlalchemy import text
+
+        from .tiling import Tiling
+
+        with self.catalog.connect() as conn:
+            tid = int(self._settings(conn)["tiling_id"])
+            params = json.loads(conn.execute(text("select params from tilings where id = :i"), dict(i=tid)).scalar())
+        from .tiling import SCHEME
+
+        if params.pop("scheme", SCHEME) != SCHEME:
+            raise IndexStateError(f"this index's tiling scheme is not {SCHEME!r}: it was made by another gidx version")
+        return Tiling(**params)
+
+    def memo(self, encoder=None, **options):
+        """The tile memo of this index's genome, tiling and sequence encoder."""
+        from .memo import open_index_memo
+
+        return open_index_memo(self.path, self.genome, self.tiling(), encoder or self.sequence_encoder(), **options)
 
     @staticmethod
     def vector_table(encoder_id: int, encoder) -> str:
