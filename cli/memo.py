@@ -79,7 +79,9 @@ def info(
 
 @memo_app.command()
 def fill(
-    chrom: Annotated[Optional[list[str]], typer.Option("--chrom", "-c", help="Chromosome to fill (repeatable).")] = None,
+    chrom: Annotated[
+        Optional[list[str]], typer.Option("--chrom", "-c", help="Chromosome to fill (repeatable).")
+    ] = None,
     all_chroms: Annotated[bool, typer.Option("--all", help="Fill the whole genome.")] = False,
     index: IndexOpt = DEFAULT_INDEX,
     encoder: EncoderOpt = "kmer",
