@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .options import DEFAULT_INDEX, FormatOpt, IndexOpt, OutOpt, QuietOpt, open_index
 from .output import Bar, Format, emit
 
 app = typer.Typer(
@@ -23,14 +24,6 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-IndexOpt = Annotated[
-    Path,
-    typer.Option("--index", "-i", envvar="GIDX_INDEX", help="Index folder (default: $GIDX_INDEX or ./gidx-index).",
-                 show_default=False),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summaries on stderr.")]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the result to this file instead of stdout.")]
 AliasOpt = Annotated[
     Optional[list[str]],
     typer.Option("--chrom-alias", help="Map a chromosome name to the genome's, e.g. chrM=chrmt (repeatable; stored in the index)."),
@@ -38,9 +31,6 @@ AliasOpt = Annotated[
 SkipUnknownOpt = Annotated[
     bool, typer.Option("--skip-unknown-chroms", help="Drop intervals on chromosomes the genome lacks (with a warning).")
 ]
-
-DEFAULT_INDEX = Path("gidx-index")
-
 
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr)
@@ -56,12 +46,6 @@ def _parse_aliases(items: list[str] | None) -> dict[str, str]:
             raise GidxError(f"--chrom-alias expects NAME=GENOME_NAME, got {item!r}")
         out[alias] = name
     return out
-
-
-def _open(index: Path):
-    from gidx.index import Index
-
-    return Index.open(index)
 
 
 @app.command()
@@ -113,7 +97,7 @@ def ingest(
     quiet: QuietOpt = False,
 ) -> None:
     """Add BED files to the index (idempotent: files already indexed are skipped)."""
-    idx = _open(index)
+    idx = open_index(index)
     if chrom_alias:
         idx.add_aliases(_parse_aliases(chrom_alias))
     with Bar("ingest", quiet) as bar:
@@ -153,7 +137,7 @@ def query(
     quiet: QuietOpt = False,
 ) -> None:
     """Find the records most similar to a BED file (score = embedding cosine, exact_score = seqpare S)."""
-    idx = _open(index)
+    idx = open_index(index)
     table = idx.query(bed, k=k, rerank=None if no_rerank else rerank, exact=exact,
                       skip_unknown_chroms=skip_unknown_chroms)
     meta = table.schema.metadata or {}
@@ -189,7 +173,7 @@ def truth(
     quiet: QuietOpt = False,
 ) -> None:
     """Compute exact seqpare ground truth into the catalog table `seqpare` (incremental, resumable)."""
-    idx = _open(index)
+    idx = open_index(index)
     with Bar("truth", quiet) as bar:
         rep = idx.truth(top_k=top, progress=bar)
     if not quiet:
@@ -206,7 +190,7 @@ def sql(
     out: OutOpt = None,
 ) -> None:
     """Run SQL on the catalog (read-only unless --write)."""
-    idx = _open(index)
+    idx = open_index(index)
     emit(idx.sql(statement, write=write), fmt, out)
 
 
@@ -215,7 +199,7 @@ def info(index: IndexOpt = DEFAULT_INDEX, fmt: FormatOpt = Format.table) -> None
     """Show the genome, encoder, counts and sizes on disk."""
     import json
 
-    d = _open(index).info()
+    d = open_index(index).info()
     if fmt == Format.json:
         print(json.dumps(d, indent=2))
         return
@@ -229,7 +213,7 @@ def info(index: IndexOpt = DEFAULT_INDEX, fmt: FormatOpt = Format.table) -> None
 @app.command()
 def ls(index: IndexOpt = DEFAULT_INDEX, fmt: FormatOpt = Format.table, out: OutOpt = None) -> None:
     """List the records."""
-    emit(_open(index).ls(), fmt, out)
+    emit(open_index(index).ls(), fmt, out)
 
 
 @app.command()
@@ -239,7 +223,7 @@ def rm(
     quiet: QuietOpt = False,
 ) -> None:
     """Remove records from the index (catalog, vectors, overlap structure)."""
-    removed = _open(index).rm(names)
+    removed = open_index(index).rm(names)
     if not quiet:
         _err(f"Removed {len(removed)} record(s)")
 
@@ -252,7 +236,7 @@ def check(
     """Verify that catalog, vectors, overlap structure and memo agree (exit 1 on problems)."""
     from gidx.check import check_index
 
-    rep = check_index(_open(index), repair=repair)
+    rep = check_index(open_index(index), repair=repair)
     for key, n in rep.checked.items():
         print(f"checked {key:16} {n:,}")
     for line in rep.orphans:
@@ -269,7 +253,7 @@ def check(
 @app.command()
 def encoders(index: IndexOpt = DEFAULT_INDEX, fmt: FormatOpt = Format.table) -> None:
     """List the encoders of the index (sequence encoder, set encoders) and which are active."""
-    emit(_open(index).sql(
+    emit(open_index(index).sql(
         "select e.id, e.name, e.kind, e.dim, e.params, "
         "(e.id::varchar in (select value from settings where key in ('set_encoder_id', 'sequence_encoder_id'))) "
         "as active, e.created_at from encoders e order by e.id"), fmt)
@@ -281,7 +265,7 @@ def alias(
     index: IndexOpt = DEFAULT_INDEX,
 ) -> None:
     """Store chromosome-name aliases used when reading BED files."""
-    _open(index).add_aliases(_parse_aliases(pairs))
+    open_index(index).add_aliases(_parse_aliases(pairs))
 
 
 @app.command()

@@ -3,8 +3,7 @@
 Mounted by the main app as ``app.add_typer(memo_app, name="memo")``. Only typer and
 the standard library at import; every command calls library functions.
 
-The tiling and encoder come from the options below for now (defaults: the default
-``Tiling()`` and ``kmer``); the index catalog will supply them once it stores them.
+The genome, tiling and sequence encoder are the index's, as recorded by ``gidx init``.
 """
 
 from __future__ import annotations
@@ -16,52 +15,26 @@ from typing import Annotated, Optional
 
 import typer
 
+from .options import DEFAULT_INDEX, IndexOpt, QuietOpt, open_index
 from .output import Bar
 
 memo_app = typer.Typer(help="The tile memo: embeddings of genome tiles, computed once and reused.",
                        no_args_is_help=True)
 
-IndexOpt = Annotated[
-    Path,
-    typer.Option("--index", "-i", envvar="GIDX_INDEX", help="Index folder (default: $GIDX_INDEX or ./gidx-index).",
-                 show_default=False),
-]
-EncoderOpt = Annotated[str, typer.Option("--encoder", "-e", help="Sequence encoder: kmer, kmer:k=12,dim=256, "
-                                                                   "hyenadna:CHECKPOINT_FOLDER.")]
-BaseOpt = Annotated[int, typer.Option("--tile-base", help="Smallest tile, bp.")]
-LayersOpt = Annotated[int, typer.Option("--tile-layers", help="Tile sizes base * 2^K, K < layers.")]
-OffsetsOpt = Annotated[int, typer.Option("--tile-offsets", help="Shifted grids per layer.")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="Stored dtype: float32 or float16.")]
-
-DEFAULT_INDEX = Path("gidx-index")
 
 
-def _memo(index: Path, encoder: str, base: int, layers: int, offsets: int, dtype: str, **options):
-    from gidx.encoders import load_encoder
-    from gidx.errors import GidxError
-    from gidx.index import Index
-    from gidx.memo import open_index_memo
-    from gidx.tiling import Tiling
-
-    try:
-        tiling = Tiling(base, layers, offsets)
-    except ValueError as e:
-        raise GidxError(str(e)) from None
-    return open_index_memo(index, Index.open(index).genome, tiling, load_encoder(encoder), dtype, **options)
+def _memo(index: Path, **options):
+    """The memo of the index's genome, tiling and sequence encoder (recorded at init)."""
+    return open_index(index).memo(**options)
 
 
 @memo_app.command()
 def info(
     index: IndexOpt = DEFAULT_INDEX,
-    encoder: EncoderOpt = "kmer",
-    tile_base: BaseOpt = 128,
-    tile_layers: LayersOpt = 4,
-    tile_offsets: OffsetsOpt = 4,
-    dtype: DtypeOpt = "float32",
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report as JSON.")] = False,
 ) -> None:
     """Address, inputs, filled fraction per layer and size on disk of the tile memo."""
-    report = _memo(index, encoder, tile_base, tile_layers, tile_offsets, dtype).info()
+    report = _memo(index).info()
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -84,22 +57,16 @@ def fill(
     ] = None,
     all_chroms: Annotated[bool, typer.Option("--all", help="Fill the whole genome.")] = False,
     index: IndexOpt = DEFAULT_INDEX,
-    encoder: EncoderOpt = "kmer",
-    tile_base: BaseOpt = 128,
-    tile_layers: LayersOpt = 4,
-    tile_offsets: OffsetsOpt = 4,
-    dtype: DtypeOpt = "float32",
     workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes (0: in this process).")] = 0,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Sequences per encoder batch.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Precompute tile embeddings for some chromosomes or the whole genome (resumable)."""
     from gidx.errors import GidxError
 
     if bool(chrom) == all_chroms:
         raise GidxError("give --chrom NAME (repeatable) or --all")
-    memo = _memo(index, encoder, tile_base, tile_layers, tile_offsets, dtype, workers=workers,
-                 batch_size=batch_size)
+    memo = _memo(index, workers=workers, batch_size=batch_size)
     with Bar("Filling tile memo", quiet) as bar:
         report = memo.fill(chroms=chrom, all=all_chroms, progress=bar)
     if not quiet:

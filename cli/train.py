@@ -13,47 +13,34 @@ from typing import Annotated, Optional
 
 import typer
 
+from .options import DEFAULT_INDEX, FormatOpt, IndexOpt, QuietOpt, open_index
 from .output import Bar, Format, emit
-
-IndexOpt = Annotated[
-    Path,
-    typer.Option("--index", "-i", envvar="GIDX_INDEX", help="Index folder (default: $GIDX_INDEX or ./gidx-index).",
-                 show_default=False),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summaries on stderr.")]
-FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-DEFAULT_INDEX = Path("gidx-index")
-
 
 def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _open(index: Path):
-    from gidx.index import Index
-
-    return Index.open(index)
-
-
 def train_cmd(
     index: IndexOpt = DEFAULT_INDEX,
     features: Annotated[str, typer.Option(help="Per-interval input: position, sequence or both.")] = "position",
-    loss: Annotated[str, typer.Option(help="triplet (online batch-hard) or contrastive.")] = "triplet",
+    loss: Annotated[str, typer.Option(help="listwise (softmax over the batch, S as soft targets), triplet (online "
+                                           "batch-hard) or contrastive.")] = "triplet",
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
     steps: Annotated[int, typer.Option(help="Optimizer steps per epoch (over all ranks).")] = 40,
     patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation recall.")] = 4,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-3,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 3e-2,
     margin: Annotated[float, typer.Option(help="Loss margin (cosine distance).")] = 0.2,
     pos_threshold: Annotated[float, typer.Option(help="seqpare S at or above which two records are neighbours.")] = 0.2,
     neg_max: Annotated[float, typer.Option(help="A negative must have S at most this with the anchor.")] = 0.05,
     rank_weight: Annotated[float, typer.Option(help="Weight of the graded (order-by-S) loss term.")] = 0.5,
     seeds: Annotated[int, typer.Option(help="Sub-graph seeds per batch.")] = 16,
     per_seed: Annotated[int, typer.Option(help="Positive neighbours per seed.")] = 3,
-    max_intervals: Annotated[int, typer.Option(help="Subsample larger sets to this many intervals per step.")] = 512,
+    max_intervals: Annotated[int, typer.Option(help="Subsample larger sets to this many intervals per step.")] = 4096,
     val_fraction: Annotated[float, typer.Option(help="Fraction of record groups held out.")] = 0.15,
+    val_within: Annotated[float, typer.Option(help="Also hold out this fraction of each training group's records.")] = 0.0,
     val_k: Annotated[int, typer.Option(help="k of the validation recall@k.")] = 20,
-    buckets: Annotated[int, typer.Option(help="Hashed bin ids per resolution.")] = 8192,
-    pos_dim: Annotated[int, typer.Option(help="Position embedding dims per resolution.")] = 48,
+    buckets: Annotated[int, typer.Option(help="Hashed dims of the position sketch block.")] = 4096,
+    bins_per_interval: Annotated[float, typer.Option(help="Bins an interval covers at its length class's resolution.")] = 8.0,
     seq_dim: Annotated[int, typer.Option(help="Projected sequence feature dims.")] = 32,
     hidden: Annotated[int, typer.Option(help="phi hidden width.")] = 128,
     chunk: Annotated[int, typer.Option(help="Intervals per checkpointed phi chunk.")] = 4096,
@@ -71,15 +58,15 @@ def train_cmd(
     from gidx.train import TrainConfig, train
 
     try:
-        mcfg = ModelConfig(features=features, buckets=buckets, pos_dim=pos_dim, seq_dim=seq_dim, hidden=hidden,
+        mcfg = ModelConfig(features=features, buckets=buckets, bins_per_interval=bins_per_interval, seq_dim=seq_dim, hidden=hidden,
                            chunk=chunk, seed=seed)
     except ValueError as e:
         raise GidxError(str(e)) from None
     tcfg = TrainConfig(loss=loss, epochs=epochs, steps_per_epoch=steps, patience=patience, lr=lr, margin=margin,
                        pos_threshold=pos_threshold, neg_max=neg_max, rank_weight=rank_weight, seeds_per_batch=seeds,
-                       pos_per_seed=per_seed, max_intervals=max_intervals, val_fraction=val_fraction, val_k=val_k,
+                       pos_per_seed=per_seed, max_intervals=max_intervals, val_fraction=val_fraction, val_within=val_within, val_k=val_k,
                        seed=seed, name=name)
-    idx = _open(index)
+    idx = open_index(index)
     with Bar("train", quiet) as bar:
         res = train(idx, mcfg, tcfg, fresh=fresh, log=None if quiet else _err, progress=bar)
     if quiet:
@@ -103,7 +90,7 @@ def eval_cmd(
     ks = tuple(x for x in KS if x <= k) or (k,)
     if k not in ks:
         ks = (*ks, k)
-    rows, qs = eval_index(_open(index), ks=ks, rerank=rerank, n_queries=queries, seed=seed)
+    rows, qs = eval_index(open_index(index), ks=ks, rerank=rerank, n_queries=queries, seed=seed)
     if not quiet:
         _err(f"{rows[0]['queries']} held-out query records; truth = exact seqpare top-k")
     cols = ["encoder", "rerank", "queries"] + [f"recall@{x}" for x in ks] + [f"tau@{x}" for x in ks]
@@ -129,7 +116,7 @@ def corpus_cmd(
 
         genome = Genome.from_chrom_sizes(chrom_sizes)
     else:
-        genome = _open(index).genome
+        genome = open_index(index).genome
     cfg = CorpusConfig(records=records, family_size=family_size, max_intervals=max_intervals, seed=seed)
     with Bar("corpus", quiet) as bar:
         man = make_corpus(list(sources), genome, out, cfg, progress=bar)
@@ -147,7 +134,7 @@ def models_list(index: IndexOpt = DEFAULT_INDEX, fmt: FormatOpt = Format.table) 
     """Models registered in the catalog, with status, validation recall and which one is active."""
     from gidx.train import list_models
 
-    emit(list_models(_open(index)), fmt)
+    emit(list_models(open_index(index)), fmt)
 
 
 @models_app.command("activate")
@@ -160,7 +147,7 @@ def models_activate(
     from gidx.train import activate
 
     with Bar("activate", quiet) as bar:
-        msg = activate(_open(index), model, progress=bar)
+        msg = activate(open_index(index), model, progress=bar)
     if not quiet:
         _err(msg)
 

@@ -1,0 +1,27 @@
+"""Options shared by every gidx command (one definition, one help text)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .output import Format
+
+DEFAULT_INDEX = Path("gidx-index")
+
+IndexOpt = Annotated[
+    Path,
+    typer.Option("--index", "-i", envvar="GIDX_INDEX", help="Index folder (default: $GIDX_INDEX or ./gidx-index).",
+                 show_default=False),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summaries on stderr.")]
+FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the result to this file instead of stdout.")]
+
+
+def open_index(index: Path):
+    from gidx.index import Index
+
+    return Index.open(index)
