@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import GidxError
+from ..sketch import splitmix64
 
 # Longer than any chromosome (gidx.tiling.MAX_COORDINATE): the encoder has no length limit.
 UNLIMITED_LENGTH = 2**40
@@ -41,18 +42,6 @@ _CODE = np.full(256, _INVALID, dtype=np.uint8)
 for _code, _bases in enumerate(("Aa", "Cc", "Gg", "Tt")):
     for _b in _bases:
         _CODE[ord(_b)] = _code
-
-_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser (the same mixer as gidx.sketch), wrapping uint64 arithmetic."""
-    with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-        return z ^ (z >> np.uint64(31))
-
 
 def _window_codes(base_codes: np.ndarray, k: int, dtype) -> np.ndarray:
     """2-bit packed code of every length-``k`` window (first base in the high bits).
@@ -126,7 +115,7 @@ class KmerEncoder:
         if not isinstance(seed, (int, np.integer)) or seed < 0:
             raise GidxError(f"kmer encoder: seed must be a non-negative integer, got {seed!r}")
         self.k, self.dim, self.seed, self.canonical = int(k), int(dim), int(seed), bool(canonical)
-        self._hash_key = _splitmix64(np.array([self.seed], dtype=np.uint64))[0]
+        self._hash_key = splitmix64(np.array([self.seed], dtype=np.uint64))[0]
 
     @property
     def max_len(self) -> int:
@@ -187,7 +176,7 @@ class KmerEncoder:
         code_type = np.uint32 if 2 * k <= 32 else np.uint64
         forward = _window_codes(np.minimum(base_codes, 3), k, code_type)[valid]
         kmers = np.minimum(forward, _reverse_complement_codes(forward, k)) if self.canonical else forward
-        h = _splitmix64(kmers.astype(np.uint64) ^ self._hash_key)
+        h = splitmix64(kmers.astype(np.uint64) ^ self._hash_key)
         # slot 2 * bucket + sign bit: an unweighted bincount (integer counting is faster)
         slot = (h % np.uint64(dim)).astype(np.int64) * 2 + (h >> np.uint64(63)).astype(np.int64)
         rows = window_row[valid]
