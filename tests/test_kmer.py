@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gidx.encoders import SequenceEncoder, load_encoder
-from gidx.encoders.kmer import KmerEncoder, _splitmix64
+from gidx.encoders.kmer import KmerEncoder, splitmix64
 from gidx.errors import GidxError
 
 COMPLEMENT = str.maketrans("ACGTacgt", "TGCAtgca")
@@ -35,7 +35,7 @@ def reference_embedding(seq: str, enc: KmerEncoder) -> np.ndarray:
         code = int("".join(str("ACGT".index(c)) for c in word), 4)
         rc = int("".join(str("ACGT".index(c)) for c in revcomp(word)), 4)
         kmer = min(code, rc) if enc.canonical else code
-        h = int(_splitmix64(np.array([kmer], dtype=np.uint64) ^ enc._hash_key)[0])
+        h = int(splitmix64(np.array([kmer], dtype=np.uint64) ^ enc._hash_key)[0])
         counts[h % enc.dim] += -1 if h >> 63 else 1
     norm = np.linalg.norm(counts)
     return counts / norm if norm else counts
