@@ -37,20 +37,25 @@ Conventions (they reproduce the reference tool, deepstanding/seqpare @ a0a2d20,
   acceptable or not. IntervalSets are assumed valid (start <= end); the BED reader
   drops ``start > end`` lines, as the reference does.
 
-Two interval-pair finders feed one matching kernel (``_match_record``):
+How it runs. Queries are sorted into processing order once. Two joins find the
+acceptable (query, target) pairs, both emitting them per query in processing order,
+and one kernel (``_match_runs``) matches them, for all records at once:
 
-* :class:`OverlapIndex` search over all records: per segment, every interval is
-  also stored in a *class layout*, grouped by chromosome and length class
-  (``bit_length(length)``: within a class the longest interval is less than twice
-  the shortest; zero-length intervals have their own class) and sorted by start.
-  The targets overlapping ``q`` in a class with longest interval ``maxlen`` lie in
-  ``start ∈ (q.start - maxlen, q.end)``, a window found by a galloping pointer
-  that only moves forward as the (sorted) queries advance. A few huge intervals
-  sit in their own class and never widen the windows of the others.
-* a *sweep join* of the sorted query against one record's own intervals (its
-  *record layout*, target order), used by :func:`pair` and by searches restricted
-  to a few candidate records (``records=``), so that cost scales with the
-  candidates, not with the index.
+* the *class join* (:meth:`OverlapIndex.search` over many records): each segment
+  also stores its intervals in a *class layout*: grouped by chromosome and length
+  class (a class spans lengths within a factor of 8; zero length is its own class)
+  and sorted by start. The targets of a class with longest interval ``maxlen``
+  that overlap ``q`` start in ``(q.start - maxlen, q.end)``: a window found by a
+  galloping pointer that only moves forward as the sorted queries advance. A few
+  huge intervals sit in their own class and never widen the windows of the others.
+  Queries go in tiles of 64 so that each tile visits only the classes with targets
+  near it; cost ~ query intervals x classes + overlapping pairs, whatever the
+  number of records.
+* the *sweep join* (:func:`pair`, and searches restricted to a few candidate
+  records with ``records=``): each record's intervals are also stored in *target
+  order*; a sweep over one record and the query costs the record's intervals +
+  the query + pairs, so a restricted search scales with the candidates, not with
+  the index.
 
 Persistence: an index folder holds immutable segments ``seg-<time>-<uuid>/`` (one
 per ingest batch; ``.npy`` files, memory-mapped on open), written under a
@@ -64,9 +69,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +90,7 @@ _FORMAT_VERSION = 1
 # class layout (chromosome, length class, start).
 _SEGMENT_ARRAYS = (
     "record_id", "rec_offsets", "chrom", "start", "end",
-    "blk_chrom", "blk_offsets", "blk_maxlen", "cls_start", "cls_end", "cls_rec", "cls_tloc",
+    "blk_chrom", "blk_offsets", "blk_maxlen", "cls_start", "cls_end", "cls_rec", "cls_pos",
 )
 
 
@@ -127,6 +134,10 @@ def similarity(teo, n_t, n_q):
 
 # ---------------------------------------------------------------------------
 # numba kernels
+#
+# Targets are addressed by their *position* in the segment's record layout
+# (records contiguous, each in target order), so one scratch array indexed by
+# position holds what every target currently holds, for all records at once.
 
 
 @numba.njit(cache=True, inline="always")
@@ -144,90 +155,6 @@ def _grow(a, n):
 
 
 @numba.njit(cache=True, nogil=True)
-def _match_record(pq, pt, pj, a, b, run_lo, run_hi, held_j, held_q, touched):
-    """Deferred-acceptance matching of one record; returns teo (float32).
-
-    ``pq[a:b], pt[a:b], pj[a:b]``: the record's acceptable pairs (query rank, target
-    position in target order, J), grouped by query, each chromosome's queries in
-    ascending rank (= processing order). Scratch: ``run_lo``/``run_hi`` indexed by
-    query rank, ``held_j`` (zero = free; accepted J are > 0) / ``held_q`` /
-    ``touched`` indexed by target position; ``held_j`` is left all zero again.
-    """
-    k = a
-    while k < b:  # where each query's candidates are
-        q = pq[k]
-        run_lo[q] = k
-        while k < b and pq[k] == q:
-            k += 1
-        run_hi[q] = k
-    n_touched = 0
-    t_min = 2147483647
-    t_max = -1
-    k = a
-    while k < b:
-        q = pq[k]
-        k = run_hi[q]
-        cur = q
-        while cur >= 0:  # cur: the query looking for a target; a displaced one looks again
-            best = -1
-            best_j = np.float32(0.0)
-            for p in range(run_lo[cur], run_hi[cur]):
-                j = pj[p]
-                t = pt[p]
-                # larger J wins; equal J: the later target in target order (larger start,
-                # then later line), which the reference's descending scan meets first
-                if j > best_j or (j == best_j and t > best):
-                    h = held_j[t]
-                    if h == 0 or j > h:
-                        best = t
-                        best_j = j
-            if best < 0:
-                break
-            if held_j[best] == 0:
-                displaced = -1
-                touched[n_touched] = best
-                n_touched += 1
-                t_min = min(t_min, best)
-                t_max = max(t_max, best)
-            else:
-                displaced = held_q[best]
-            held_j[best] = best_j
-            held_q[best] = cur
-            cur = displaced
-    # teo in target order, in float32 as the reference sums it; free targets hold 0,
-    # and adding 0 leaves a float32 sum unchanged, so a dense scan is exact
-    teo = np.float32(0.0)
-    if n_touched == 0:
-        return teo
-    if t_max - t_min < 16 * n_touched + 64:
-        for t in range(t_min, t_max + 1):
-            teo += held_j[t]
-            held_j[t] = 0
-    else:
-        order = np.sort(touched[:n_touched])
-        for i in range(n_touched):
-            teo += held_j[order[i]]
-            held_j[order[i]] = 0
-    return teo
-
-
-@numba.njit(cache=True, nogil=True)
-def _match_grouped(recs, rec_pair_off, pq, pt, pj, n_q, max_nt):
-    """teo of each record in ``recs`` from pairs grouped by record (``rec_pair_off``)."""
-    run_lo = np.empty(n_q, np.int64)
-    run_hi = np.empty(n_q, np.int64)
-    held_j = np.zeros(max_nt, np.float32)
-    held_q = np.empty(max_nt, np.int32)
-    touched = np.empty(max_nt, np.int32)
-    teo = np.zeros(recs.shape[0], np.float32)
-    for i in range(recs.shape[0]):
-        r = recs[i]
-        teo[i] = _match_record(pq, pt, pj, rec_pair_off[r], rec_pair_off[r + 1],
-                               run_lo, run_hi, held_j, held_q, touched)
-    return teo
-
-
-@numba.njit(cache=True, nogil=True)
 def _first_greater(a, lo, hi, key):
     """First index in sorted ``a[lo:hi]`` whose value is > key (hi if none)."""
     while lo < hi:
@@ -239,182 +166,396 @@ def _first_greater(a, lo, hi, key):
     return lo
 
 
-@numba.njit(cache=True, nogil=True)
-def _class_join(q_chrom, q_start, q_end, i0, i1, chrom_blk_lo, chrom_blk_hi, blk_off, blk_maxlen,
-                t_start, t_end, t_rec, t_loc, rec_ok):
-    """All overlaps of sorted queries ``[i0, i1)`` with the class layout of one segment.
+@numba.njit(cache=True, nogil=True, inline="always")
+def _advance(a, p, hi, key):
+    """First index >= p in sorted ``a[:hi]`` whose value is > key: a few linear steps,
+    then galloping, so long jumps cost log(distance)."""
+    for _ in range(8):
+        if p >= hi or a[p] > key:
+            return p
+        p += 1
+    step = 8
+    while p + step < hi and a[p + step] <= key:
+        step <<= 1
+    return _first_greater(a, p, min(p + step, hi), key)
 
-    Returns the acceptable pairs in query order (record, query rank, target position,
-    J) and, per record, the overlapping-pair count (tc) and acceptable-pair count.
-    Records with ``rec_ok`` false are skipped.
+
+@numba.njit(cache=True, nogil=True)
+def _best_in_chain(start, next_p, p_pos, p_j, held_j):
+    """Best pair on the circular chain through pair ``start`` (one query's pairs with one
+    record): the largest J among targets that are free or held with a strictly smaller
+    J; equal J: the later target in target order (larger start, then later line), which
+    the reference's descending scan meets first. -1 if none."""
+    best = -1
+    best_t = -1
+    best_j = np.float32(0.0)
+    p = start
+    while True:
+        j = p_j[p]
+        t = p_pos[p]
+        if j > best_j or (j == best_j and t > best_t):
+            h = held_j[t]
+            if h == 0 or j > h:
+                best = p
+                best_t = t
+                best_j = j
+        p = next_p[p]
+        if p == start:
+            return best
+
+
+@numba.njit(cache=True, nogil=True)
+def _match_runs(run_off, n_runs, p_pos, p_j, p_rec, next_p, held_j, held_p, st, touched, n_touched):
+    """Deferred-acceptance matching, all records at once (they are independent).
+
+    Run ``x`` holds the acceptable pairs of one query, ``[run_off[x], run_off[x+1])``:
+    ``p_pos`` (target position), ``p_j`` (J), ``p_rec`` (record); runs of a chromosome
+    are in processing order. ``held_j[t]`` (0 = free; accepted J are > 0) and
+    ``held_p[t]`` (the holding pair) say what target ``t`` holds. ``next_p`` links each
+    query's pairs with one record into a circular chain, so a displaced query looks
+    again at its own candidates in that record only. ``st``: per-record scratch and
+    tallies (see _new_state). Targets taken for the first time go to ``touched``
+    (room for one per pair). Returns the new touched count.
     """
+    best_p, best_t, best_j, first_p, last_p, seen, st_count, st_min, st_max = st
+    for x in range(n_runs):
+        # each record's best target for this query, in one pass (rule of _best_in_chain)
+        n_seen = 0
+        for p in range(run_off[x], run_off[x + 1]):
+            r = p_rec[p]
+            if best_p[r] == -2:
+                seen[n_seen] = r
+                n_seen += 1
+                best_p[r] = -1
+                best_t[r] = -1
+                best_j[r] = 0
+                first_p[r] = p
+            else:
+                next_p[last_p[r]] = p
+            last_p[r] = p
+            j = p_j[p]
+            t = p_pos[p]
+            if j > best_j[r] or (j == best_j[r] and t > best_t[r]):
+                h = held_j[t]
+                if h == 0 or j > h:
+                    best_p[r] = p
+                    best_t[r] = t
+                    best_j[r] = j
+        for s in range(n_seen):
+            r = seen[s]
+            next_p[last_p[r]] = first_p[r]
+            p = best_p[r]
+            best_p[r] = -2
+            while p >= 0:  # p's query takes p's target; a query it displaces looks again
+                t = p_pos[p]
+                displaced = -1
+                if held_j[t] == 0:
+                    touched[n_touched] = t
+                    n_touched += 1
+                    st_count[r] += 1
+                    st_min[r] = min(st_min[r], t)
+                    st_max[r] = max(st_max[r], t)
+                else:
+                    displaced = held_p[t]
+                held_j[t] = p_j[p]
+                held_p[t] = p
+                if displaced < 0:
+                    break
+                p = _best_in_chain(displaced, next_p, p_pos, p_j, held_j)
+    return n_touched
+
+
+@numba.njit(cache=True, nogil=True)
+def _sum_teo(held_j, touched, rec_of_pos_off, st_count, st_min, st_max):
+    """Per record: teo = sum of held J in target order, in float32 as the reference sums
+    it; clears ``held_j``. Free targets hold 0 and adding 0 leaves a float32 sum
+    unchanged, so a record whose taken targets are dense is summed by scanning its
+    range; sparse ones by sorting their positions."""
+    n_rec = st_count.shape[0]
+    teo = np.zeros(n_rec, np.float32)
+    n_sparse = 0
+    for r in range(n_rec):
+        c = st_count[r]
+        if c == 0:
+            continue
+        if st_max[r] - st_min[r] < 16 * c + 64:
+            acc = np.float32(0.0)
+            for t in range(st_min[r], st_max[r] + 1):
+                acc += held_j[t]
+                held_j[t] = 0
+            teo[r] = acc
+        else:
+            n_sparse += c
+    if n_sparse:
+        pos = np.empty(n_sparse, np.int64)
+        k = 0
+        for i in range(touched.shape[0]):
+            if held_j[touched[i]] != 0:  # dense records are cleared already
+                pos[k] = touched[i]
+                k += 1
+        pos = np.sort(pos[:k])
+        r = 0
+        for i in range(k):
+            t = pos[i]
+            while rec_of_pos_off[r + 1] <= t:
+                r += 1
+            teo[r] += held_j[t]
+            held_j[t] = 0
+    return teo
+
+
+@numba.njit(cache=True, nogil=True)
+def _new_state(n_rec):
+    """Per-record matching scratch (best_p is -2 between uses) and teo tallies."""
+    return (np.full(n_rec, -2, np.int64), np.empty(n_rec, np.int64), np.empty(n_rec, np.float32),
+            np.empty(n_rec, np.int64), np.empty(n_rec, np.int64), np.empty(n_rec, np.int64),
+            np.zeros(n_rec, np.int64), np.full(n_rec, np.iinfo(np.int64).max, np.int64),
+            np.full(n_rec, -1, np.int64))
+
+
+_TILE = 64  # queries per tile of the class join
+
+
+@numba.njit(cache=True, nogil=True)
+def _join_tile(ta, tb, b0, b1, ptr, act_b, act_p, q_start, q_end, blk_off, blk_maxlen, t_start, t_end, t_rec,
+               t_pos, rec_ok, tc, n_pairs, n_runs, run_off, p_pos, p_rec, p_j):
+    """Acceptable pairs of the queries ``[ta, tb)`` with the length-class blocks
+    ``[b0, b1)`` of their chromosome, appended per query as runs; overlapping pairs
+    are counted into ``tc``.
+
+    The tile's candidates in a block lie in one window (start in (first query start -
+    maxlen, largest end)); only blocks whose window is not empty are visited, and each
+    query scans its part of the window. Returns the new (pairs, runs); pairs is
+    ``-needed`` when ``p_*`` are too small: then the caller grows them and calls again
+    with a throwaway ``tc``. Buffers are never reallocated here: a loop free of
+    allocation paths compiles to code several times faster.
+    """
+    e_max = q_end[ta]
+    for k in range(ta + 1, tb):
+        e_max = max(e_max, q_end[k])
+    n_act = 0
+    for b in range(b0, b1):
+        hi = blk_off[b + 1]
+        p = _advance(t_start, ptr[b], hi, q_start[ta] - blk_maxlen[b])
+        ptr[b] = p  # no later query can overlap the targets before p
+        if p < hi and t_start[p] < e_max:
+            act_b[n_act] = b
+            act_p[n_act] = p
+            n_act += 1
+    if n_act == 0:
+        return n_pairs, n_runs
+    cap = p_pos.shape[0]
+    n = n_pairs
+    for k in range(ta, tb):
+        qs = q_start[k]
+        qe = q_end[k]
+        n_before = n
+        for a in range(n_act):
+            b = act_b[a]
+            hi = blk_off[b + 1]
+            p = _advance(t_start, act_p[a], hi, qs - blk_maxlen[b])
+            act_p[a] = p
+            while p < hi and t_start[p] < qe:
+                te = t_end[p]
+                if te > qs:
+                    r = t_rec[p]
+                    if rec_ok[r]:
+                        tc[r] += 1
+                        j = _jaccard32(qs, qe, t_start[p], te)
+                        if j > ACCEPT_J:
+                            if n < cap:
+                                p_pos[n] = t_pos[p]
+                                p_rec[n] = r
+                                p_j[n] = j
+                            n += 1
+                p += 1
+        if n > n_before and n <= cap:
+            n_runs += 1
+            run_off[n_runs] = n
+    return (n if n <= cap else -n), n_runs
+
+
+@numba.njit(cache=True, nogil=True)
+def _class_worker(runs, q_chrom, q_start, q_end, chrom_blk_lo, chrom_blk_hi, blk_off, blk_maxlen,
+                  t_start, t_end, t_rec, t_pos, rec_ok, held_j, held_p):
+    """Join (``_join_tile``, tile by tile) and match the query chromosome runs ``runs``
+    (rows: first rank, end rank). Returns tc, the teo tallies and touched positions."""
     n_rec = rec_ok.shape[0]
+    st = _new_state(n_rec)
     tc = np.zeros(n_rec, np.int64)
-    n_acc = np.zeros(n_rec, np.int64)
-    cap = max(1024, 8 * (i1 - i0))
-    pr_rec = np.empty(cap, np.int32)
-    pr_q = np.empty(cap, np.int32)
-    pr_t = np.empty(cap, np.int32)
-    pr_j = np.empty(cap, np.float32)
-    n = 0
+    touched = np.empty(4096, np.int64)
+    n_touched = 0
+    p_pos = np.empty(4096, np.int64)
+    p_rec = np.empty(4096, np.int32)
+    p_j = np.empty(4096, np.float32)
+    next_p = np.empty(4096, np.int32)
+    max_run = 1
+    for ri in range(runs.shape[0]):
+        max_run = max(max_run, runs[ri, 1] - runs[ri, 0])
+    run_off = np.empty(max_run + 1, np.int64)
     ptr = np.empty(blk_maxlen.shape[0], np.int64)
+    act_b = np.empty(blk_maxlen.shape[0], np.int64)
+    act_p = np.empty(blk_maxlen.shape[0], np.int64)
     n_codes = chrom_blk_lo.shape[0]
-    i = i0
-    while i < i1:
+    for ri in range(runs.shape[0]):
+        i = runs[ri, 0]
+        run_end = runs[ri, 1]
         c = q_chrom[i]
-        run_end = i
-        while run_end < i1 and q_chrom[run_end] == c:
-            run_end += 1
         if c < 0 or c >= n_codes or chrom_blk_lo[c] == chrom_blk_hi[c]:
-            i = run_end
             continue
         b0 = chrom_blk_lo[c]
         b1 = chrom_blk_hi[c]
         for b in range(b0, b1):
-            ptr[b] = _first_greater(t_start, blk_off[b], blk_off[b + 1], q_start[i] - blk_maxlen[b])
-        for k in range(i, run_end):
-            qs = q_start[k]
-            qe = q_end[k]
-            for b in range(b0, b1):
-                hi = blk_off[b + 1]
-                key = qs - blk_maxlen[b]
-                p = ptr[b]
-                if p < hi and t_start[p] <= key:
-                    # gallop: the window start moves forward with the sorted queries
-                    step = 1
-                    while p + step < hi and t_start[p + step] <= key:
-                        step <<= 1
-                    p = _first_greater(t_start, p + (step >> 1), min(p + step, hi), key)
-                    ptr[b] = p
-                while p < hi and t_start[p] < qe:
-                    te = t_end[p]
-                    if te > qs:
-                        r = t_rec[p]
-                        if rec_ok[r]:
-                            tc[r] += 1
-                            j = _jaccard32(qs, qe, t_start[p], te)
-                            if j > ACCEPT_J:
-                                if n == pr_q.shape[0]:
-                                    pr_rec = _grow(pr_rec, n + 1)
-                                    pr_q = _grow(pr_q, n + 1)
-                                    pr_t = _grow(pr_t, n + 1)
-                                    pr_j = _grow(pr_j, n + 1)
-                                pr_rec[n] = r
-                                pr_q[n] = k
-                                pr_t[n] = t_loc[p]
-                                pr_j[n] = j
-                                n += 1
-                                n_acc[r] += 1
-                    p += 1
-        i = run_end
-    return pr_rec[:n], pr_q[:n], pr_t[:n], pr_j[:n], tc, n_acc
+            ptr[b] = blk_off[b]
+        n_pairs = 0
+        n_runs = 0
+        run_off[0] = 0
+        for ta in range(i, run_end, _TILE):
+            tb = min(ta + _TILE, run_end)
+            n, n_r = _join_tile(ta, tb, b0, b1, ptr, act_b, act_p, q_start, q_end, blk_off, blk_maxlen, t_start,
+                                t_end, t_rec, t_pos, rec_ok, tc, n_pairs, n_runs, run_off, p_pos, p_rec, p_j)
+            if n < 0:
+                p_pos = _grow(p_pos, -n)
+                p_rec = _grow(p_rec, -n)
+                p_j = _grow(p_j, -n)
+                n, n_r = _join_tile(ta, tb, b0, b1, ptr, act_b, act_p, q_start, q_end, blk_off, blk_maxlen,
+                                    t_start, t_end, t_rec, t_pos, rec_ok, np.zeros_like(tc), n_pairs, n_runs,
+                                    run_off, p_pos, p_rec, p_j)
+            n_pairs = n
+            n_runs = n_r
+        if next_p.shape[0] < n_pairs:
+            next_p = np.empty(p_pos.shape[0], np.int32)
+        if n_touched + n_pairs > touched.shape[0]:
+            touched = _grow(touched, n_touched + n_pairs)
+        n_touched = _match_runs(run_off, n_runs, p_pos, p_j, p_rec, next_p, held_j, held_p, st, touched, n_touched)
+    return tc, st[6], st[7], st[8], touched[:n_touched]
 
 
 @numba.njit(cache=True, nogil=True)
-def _group_by_record(pr_rec, pr_q, pr_t, pr_j, n_acc):
-    """Stable counting sort of pairs by record: query order is kept within a record."""
-    n_rec = n_acc.shape[0]
-    off = np.zeros(n_rec + 1, np.int64)
-    for r in range(n_rec):
-        off[r + 1] = off[r] + n_acc[r]
-    pos = off[:-1].copy()
-    n = pr_rec.shape[0]
-    out_q = np.empty(n, np.int32)
-    out_t = np.empty(n, np.int32)
-    out_j = np.empty(n, np.float32)
-    for k in range(n):
-        r = pr_rec[k]
-        d = pos[r]
-        pos[r] = d + 1
-        out_q[d] = pr_q[k]
-        out_t[d] = pr_t[k]
-        out_j[d] = pr_j[k]
-    return off, out_q, out_t, out_j
+def _sweep_join(a, b, t_chrom, t_start, t_end, q_start, q_end, q_run_lo, q_run_hi, q_maxlen, active, p_pos, p_j,
+                run_off):
+    """Acceptable pairs of the record at positions ``[a, b)`` with the query, by a sweep.
 
-
-@numba.njit(cache=True, nogil=True)
-def _sweep_records(recs, rec_off, t_chrom, t_start, t_end, q_start, q_end, q_run_lo, q_run_hi, n_q, max_nt):
-    """teo and tc of each record in ``recs`` by a sweep join with the sorted query.
-
-    ``q_run_lo[c]:q_run_hi[c]`` is the query's run on chromosome code c. Per record
-    chromosome run (sorted by start), each query meets the targets that started at
-    or before it and are still open (an active list, pruned as it is scanned) plus
-    the targets starting inside it; pairs come out grouped by query, in query order.
-    Cost: intervals of the record + queries on its chromosomes + overlapping pairs.
+    ``q_run_lo[c]:q_run_hi[c]`` is the query's run on chromosome code c, ``q_maxlen[c]``
+    its longest interval. In each of the record's chromosome runs (sorted by start) a
+    query meets the targets that started at or before it and are still open (an
+    active list, pruned as it is scanned) plus the targets starting inside it, so
+    pairs come out per query, as runs. Queries far from any target are skipped by
+    galloping. Cost: the record's intervals + overlapping pairs + the queries near
+    the record's intervals (all of them when some query interval is very long).
+    Returns (pairs, runs, tc); pairs is ``-needed`` when ``p_pos``/``p_j`` are too small
+    (never reallocated here, see _join_tile). ``active`` and ``run_off`` must have room
+    for the record's longest chromosome run and for every query.
     """
-    teo = np.zeros(recs.shape[0], np.float32)
-    tc = np.zeros(recs.shape[0], np.int64)
-    run_lo = np.empty(n_q, np.int64)
-    run_hi = np.empty(n_q, np.int64)
-    held_j = np.zeros(max_nt, np.float32)
-    held_q = np.empty(max_nt, np.int32)
-    touched = np.empty(max_nt, np.int32)
-    active = np.empty(max_nt, np.int64)
-    cap = 1024
-    pq = np.empty(cap, np.int32)
-    pt = np.empty(cap, np.int32)
-    pj = np.empty(cap, np.float32)
+    cap = p_pos.shape[0]
+    n = 0
+    n_runs = 0
+    n_tc = 0
+    run_off[0] = 0
     n_codes = q_run_lo.shape[0]
-    for ri in range(recs.shape[0]):
-        r = recs[ri]
+    ta = a
+    while ta < b:
+        c = t_chrom[ta]
+        tb = ta
+        while tb < b and t_chrom[tb] == c:
+            tb += 1
+        if c < n_codes and q_run_lo[c] < q_run_hi[c]:
+            n_active = 0
+            k = ta
+            i = q_run_lo[c]
+            i_end = q_run_hi[c]
+            while i < i_end:
+                if n_active == 0:
+                    # nothing open: skip the queries that end before the next target
+                    # starts (a query is at most q_maxlen long)
+                    if k >= tb:
+                        break
+                    key = t_start[k] - q_maxlen[c]
+                    if q_start[i] <= key:
+                        i = _advance(q_start, i, i_end, key)
+                        if i >= i_end:
+                            break
+                qs = q_start[i]
+                qe = q_end[i]
+                while k < tb and t_start[k] <= qs:
+                    active[n_active] = k
+                    n_active += 1
+                    k += 1
+                w = 0
+                for x in range(n_active):  # keep the targets still open at qs
+                    t = active[x]
+                    if t_end[t] > qs:
+                        active[w] = t
+                        w += 1
+                n_active = w
+                # candidates: open active targets (start < qe fails only for a
+                # zero-length query at their start), then targets starting in (qs, qe)
+                n_before = n
+                x = 0
+                p = k
+                while True:
+                    if x < n_active:
+                        t = active[x]
+                        x += 1
+                        if t_start[t] >= qe:
+                            continue
+                    elif p < tb and t_start[p] < qe:
+                        t = p
+                        p += 1
+                    else:
+                        break
+                    n_tc += 1
+                    j = _jaccard32(qs, qe, t_start[t], t_end[t])
+                    if j > ACCEPT_J:
+                        if n < cap:
+                            p_pos[n] = t
+                            p_j[n] = j
+                        n += 1
+                if n > n_before and n <= cap:
+                    n_runs += 1
+                    run_off[n_runs] = n
+                i += 1
+        ta = tb
+    return (n if n <= cap else -n), n_runs, n_tc
+
+
+@numba.njit(cache=True, nogil=True)
+def _sweep_worker(recs, rec_off, t_chrom, t_start, t_end, q_start, q_end, q_run_lo, q_run_hi, q_maxlen, held_j,
+                  held_p):
+    """Join (``_sweep_join``) and match the records ``recs``, one at a time."""
+    n_rec = rec_off.shape[0] - 1
+    st = _new_state(n_rec)
+    tc = np.zeros(n_rec, np.int64)
+    max_nt = 0
+    for r in recs:
+        max_nt = max(max_nt, rec_off[r + 1] - rec_off[r])
+    active = np.empty(max_nt, np.int64)
+    run_off = np.empty(q_start.shape[0] + 1, np.int64)
+    touched = np.empty(4096, np.int64)
+    n_touched = 0
+    p_pos = np.empty(4096, np.int64)
+    p_j = np.empty(4096, np.float32)
+    p_rec = np.empty(4096, np.int32)
+    next_p = np.empty(4096, np.int32)
+    for r in recs:
         a = rec_off[r]
         b = rec_off[r + 1]
-        n = 0
-        n_tc = 0
-        ta = a
-        while ta < b:
-            c = t_chrom[ta]
-            tb = ta
-            while tb < b and t_chrom[tb] == c:
-                tb += 1
-            if c < n_codes and q_run_lo[c] < q_run_hi[c]:
-                n_active = 0
-                k = ta
-                for i in range(q_run_lo[c], q_run_hi[c]):
-                    qs = q_start[i]
-                    qe = q_end[i]
-                    while k < tb and t_start[k] <= qs:
-                        active[n_active] = k
-                        n_active += 1
-                        k += 1
-                    # active targets started at or before qs; keep those still open
-                    w = 0
-                    for x in range(n_active):
-                        t = active[x]
-                        if t_end[t] > qs:
-                            active[w] = t
-                            w += 1
-                    n_active = w
-                    # candidates: open active targets (start < qe fails only for a
-                    # zero-length query at their start) and targets starting in (qs, qe)
-                    x = 0
-                    p = k
-                    while True:
-                        if x < n_active:
-                            t = active[x]
-                            x += 1
-                            if t_start[t] >= qe:
-                                continue
-                        elif p < tb and t_start[p] < qe:
-                            t = p
-                            p += 1
-                        else:
-                            break
-                        n_tc += 1
-                        j = _jaccard32(qs, qe, t_start[t], t_end[t])
-                        if j > ACCEPT_J:
-                            if n == pq.shape[0]:
-                                pq = _grow(pq, n + 1)
-                                pt = _grow(pt, n + 1)
-                                pj = _grow(pj, n + 1)
-                            pq[n] = i
-                            pt[n] = t - a
-                            pj[n] = j
-                            n += 1
-            ta = tb
-        tc[ri] = n_tc
-        teo[ri] = _match_record(pq, pt, pj, 0, n, run_lo, run_hi, held_j, held_q, touched)
-    return teo, tc
+        n, n_runs, n_tc = _sweep_join(a, b, t_chrom, t_start, t_end, q_start, q_end, q_run_lo, q_run_hi,
+                                      q_maxlen, active, p_pos, p_j, run_off)
+        if n < 0:
+            p_pos = _grow(p_pos, -n)
+            p_j = _grow(p_j, -n)
+            n, n_runs, n_tc = _sweep_join(a, b, t_chrom, t_start, t_end, q_start, q_end, q_run_lo, q_run_hi,
+                                          q_maxlen, active, p_pos, p_j, run_off)
+        if p_rec.shape[0] < p_pos.shape[0]:
+            p_rec = np.empty(p_pos.shape[0], np.int32)
+            next_p = np.empty(p_pos.shape[0], np.int32)
+        p_rec[:n] = r
+        tc[r] = n_tc
+        if n_touched + n > touched.shape[0]:
+            touched = _grow(touched, n_touched + n)
+        n_touched = _match_runs(run_off, n_runs, p_pos, p_j, p_rec, next_p, held_j, held_p, st, touched, n_touched)
+    return tc, st[6], st[7], st[8], touched[:n_touched]
 
 
 # ---------------------------------------------------------------------------
@@ -424,22 +565,20 @@ def _sweep_records(recs, rec_off, t_chrom, t_start, t_end, q_start, q_end, q_run
 def _target_order(record_index: np.ndarray, chrom: np.ndarray, start: np.ndarray) -> np.ndarray:
     """Permutation to target order: records contiguous (in ``record_index`` order), then
     chromosomes by first line in the record, then start, ties in file order."""
-    n = len(chrom)
-    if n == 0:
+    if len(chrom) == 0:
         return np.zeros(0, np.int64)
     by_rec = np.argsort(record_index, kind="stable")
-    r, c = record_index[by_rec], chrom[by_rec].astype(np.int64)
+    r, c = record_index[by_rec].astype(np.int64), chrom[by_rec].astype(np.int64)
     # first row of each (record, chromosome) pair; rows of a record are contiguous, so
     # sorting by that row number orders records, then chromosomes by appearance
-    n_codes = int(c.max()) + 1
-    pair_key = r.astype(np.int64) * n_codes + c
-    _, first, inverse = np.unique(pair_key, return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(r * (int(c.max()) + 1) + c, return_index=True, return_inverse=True)
     within = np.lexsort((start[by_rec], first[inverse]))
     return by_rec[within]
 
 
-def _build_segment_arrays(record_id, chrom, start, end) -> dict[str, np.ndarray]:
-    """Record layout and class layout of a batch of records' intervals."""
+def _build_segment_arrays(record_id, chrom, start, end, records=None) -> dict[str, np.ndarray]:
+    """Record layout and class layout of a batch of records' intervals (``records``: more
+    record ids of the batch, e.g. empty ones)."""
     record_id = np.asarray(record_id, dtype=np.int64)
     chrom = np.asarray(chrom, dtype=np.int32)
     start = np.asarray(start, dtype=np.int64)
@@ -448,26 +587,22 @@ def _build_segment_arrays(record_id, chrom, start, end) -> dict[str, np.ndarray]
         raise ValueError("record_id, chrom, start and end must have the same length")
     if np.any(start > end) or np.any(start < 0) or np.any(chrom < 0):
         raise ValueError("intervals need 0 <= start <= end and chromosome codes >= 0")
-    ids, rec_index = np.unique(record_id, return_inverse=True)
+    ids = np.union1d(record_id, _id_array(records) if records is not None else np.zeros(0, np.int64))
+    rec_index = np.searchsorted(ids, record_id)
     order = _target_order(rec_index, chrom, start)
     chrom, start, end, rec_index = chrom[order], start[order], end[order], rec_index[order]
-    counts = np.bincount(rec_index, minlength=len(ids))
-    rec_offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    tloc = (np.arange(len(chrom), dtype=np.int64) - rec_offsets[rec_index]).astype(np.int32)
+    rec_offsets = np.concatenate(([0], np.cumsum(np.bincount(rec_index, minlength=len(ids))))).astype(np.int64)
 
     length = end - start
-    # length class = bit_length(length): 0 for zero length, k for 2^(k-1) <= length < 2^k
+    # length class: 0 for zero length, k for 8^(k-1) <= length < 8^k. Wider classes mean
+    # fewer blocks to visit per query but more non-overlapping targets in each window;
+    # a factor of 8 was fastest on the UCSC tracks (2 and 4 were 5-25% slower).
     length_class = np.zeros(len(length), np.int64)
     pos = length > 0
-    length_class[pos] = np.floor(np.log2(length[pos])).astype(np.int64) + 1
+    length_class[pos] = np.floor(np.log2(length[pos])).astype(np.int64) // 3 + 1
     cls_order = np.lexsort((start, length_class, chrom))
-    blk_key = chrom[cls_order].astype(np.int64) * 64 + length_class[cls_order]
-    if len(blk_key):
-        blk_first = np.flatnonzero(np.concatenate(([True], blk_key[1:] != blk_key[:-1])))
-        blk_maxlen = np.maximum.reduceat(length[cls_order], blk_first).astype(np.int64)
-    else:
-        blk_first = np.zeros(0, np.int64)
-        blk_maxlen = np.zeros(0, np.int64)
+    blk_key = chrom[cls_order].astype(np.int64) * 128 + length_class[cls_order]
+    blk_first = np.flatnonzero(np.concatenate(([True], blk_key[1:] != blk_key[:-1]))) if len(blk_key) else blk_key
     return {
         "record_id": ids.astype(np.int64),
         "rec_offsets": rec_offsets,
@@ -476,42 +611,59 @@ def _build_segment_arrays(record_id, chrom, start, end) -> dict[str, np.ndarray]
         "end": end,
         "blk_chrom": chrom[cls_order][blk_first].astype(np.int32),
         "blk_offsets": np.concatenate((blk_first, [len(chrom)])).astype(np.int64),
-        "blk_maxlen": blk_maxlen,
+        "blk_maxlen": (np.maximum.reduceat(length[cls_order], blk_first) if len(blk_first)
+                       else np.zeros(0)).astype(np.int64),
         "cls_start": start[cls_order],
         "cls_end": end[cls_order],
         "cls_rec": rec_index[cls_order].astype(np.int32),
-        "cls_tloc": tloc[cls_order],
+        "cls_pos": cls_order.astype(np.int64),  # position in the record layout
     }
 
 
 class _Segment:
-    """One segment's arrays plus which of its records are live."""
+    """One segment's arrays, which of its records are live, and matching scratch."""
 
     def __init__(self, arrays: dict[str, np.ndarray], name: str = ""):
         self.name = name
         for k in _SEGMENT_ARRAYS:
-            setattr(self, k, arrays[k])
+            # read-only everywhere (as memory-mapped files are), so the kernels are
+            # compiled for one array type only
+            view = np.asarray(arrays[k]).view()
+            view.flags.writeable = False
+            setattr(self, k, view)
         self.n_t = np.diff(self.rec_offsets)
         self.alive = np.ones(len(self.record_id), dtype=np.bool_)
         n_codes = int(self.blk_chrom.max()) + 1 if len(self.blk_chrom) else 0
         codes = np.arange(n_codes)
         self.chrom_blk_lo = np.searchsorted(self.blk_chrom, codes, side="left").astype(np.int64)
         self.chrom_blk_hi = np.searchsorted(self.blk_chrom, codes, side="right").astype(np.int64)
-        # average blocks per chromosome: per-query work of the class join
+        # length-class blocks per chromosome: the class join's work per query tile
         self.blocks_per_chrom = len(self.blk_chrom) / max(1, len(np.unique(self.blk_chrom)))
+        # (held_j, held_p) arrays by target position, all-zero held_j between searches;
+        # np.zeros maps untouched pages lazily, so they cost memory where used only
+        self._scratch: list[tuple[np.ndarray, np.ndarray]] = []
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: Path) -> "_Segment":
-        # np.asarray: a plain read-only ndarray view of the memmap (what numba takes)
-        arrays = {k: np.asarray(np.load(path / f"{k}.npy", mmap_mode="r")) for k in _SEGMENT_ARRAYS}
+        arrays = {k: np.load(path / f"{k}.npy", mmap_mode="r") for k in _SEGMENT_ARRAYS}
         return cls(arrays, path.name)
-
-    @property
-    def max_nt(self) -> int:
-        return int(self.n_t.max()) if len(self.n_t) else 0
 
     def nbytes(self) -> int:
         return sum(getattr(self, k).nbytes for k in _SEGMENT_ARRAYS)
+
+    @contextmanager
+    def scratch(self):
+        """One (held_j, held_p) pair for one search; returned to the pool only after a
+        search that finished (and so left held_j all zero)."""
+        with self._lock:
+            held = self._scratch.pop() if self._scratch else None
+        if held is None:
+            n = len(self.chrom)
+            held = (np.zeros(n, np.float32), np.zeros(n, np.int32))
+        yield held
+        with self._lock:
+            self._scratch.append(held)
 
 
 @dataclass
@@ -522,8 +674,10 @@ class _Query:
     chrom: np.ndarray
     start: np.ndarray
     end: np.ndarray
+    runs: np.ndarray  # (n_runs, 2): first rank and end rank of each chromosome run
     run_lo: np.ndarray  # by chromosome code: first rank of its run (run_lo == run_hi: none)
     run_hi: np.ndarray
+    run_maxlen: np.ndarray  # by chromosome code: longest interval
 
     @classmethod
     def from_set(cls, query: IntervalSet) -> "_Query":
@@ -534,15 +688,17 @@ class _Query:
         if n and not _is_processing_order(chrom, start):
             order = np.lexsort((start, chrom))  # stable: equal starts keep file order
             chrom, start, end = chrom[order], start[order], end[order]
+        first = np.flatnonzero(np.concatenate(([True], chrom[1:] != chrom[:-1]))) if n else np.zeros(0, np.int64)
+        last = np.append(first[1:], n).astype(np.int64) if n else first
         n_codes = int(chrom.max()) + 1 if n else 0
         run_lo = np.zeros(n_codes, np.int64)
         run_hi = np.zeros(n_codes, np.int64)
+        run_lo[chrom[first]] = first
+        run_hi[chrom[first]] = last
+        run_maxlen = np.zeros(n_codes, np.int64)
         if n:
-            first = np.flatnonzero(np.concatenate(([True], chrom[1:] != chrom[:-1])))
-            last = np.concatenate((first[1:], [n]))
-            run_lo[chrom[first]] = first
-            run_hi[chrom[first]] = last
-        return cls(n, chrom, start, end, run_lo, run_hi)
+            run_maxlen[chrom[first]] = np.maximum.reduceat(end - start, first)
+        return cls(n, chrom, start, end, np.stack((first, last), axis=1).astype(np.int64), run_lo, run_hi, run_maxlen)
 
 
 def _is_processing_order(chrom: np.ndarray, start: np.ndarray) -> bool:
@@ -550,17 +706,21 @@ def _is_processing_order(chrom: np.ndarray, start: np.ndarray) -> bool:
     same = chrom[1:] == chrom[:-1]
     if np.any(same & (start[1:] < start[:-1])):
         return False
-    n_blocks = 1 + int(np.count_nonzero(~same))
-    return n_blocks == len(np.unique(chrom))
+    return 1 + int(np.count_nonzero(~same)) == len(np.unique(chrom))
 
 
 def _split_even(weights: np.ndarray, parts: int) -> list[np.ndarray]:
-    """Split indices 0..len-1 into at most ``parts`` contiguous groups of similar total weight."""
-    if parts <= 1 or len(weights) <= 1:
+    """Indices 0..len-1 in at most ``parts`` groups of similar total weight (largest first)."""
+    parts = min(parts, len(weights))
+    if parts <= 1:
         return [np.arange(len(weights))]
-    cum = np.cumsum(weights, dtype=np.float64)
-    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, parts) / parts)
-    return [g for g in np.split(np.arange(len(weights)), cuts) if len(g)]
+    groups: list[list[int]] = [[] for _ in range(parts)]
+    load = np.zeros(parts)
+    for i in np.argsort(-np.asarray(weights, dtype=np.float64), kind="stable"):
+        g = int(np.argmin(load))
+        groups[g].append(int(i))
+        load[g] += weights[i]
+    return [np.sort(np.asarray(g, dtype=np.int64)) for g in groups if g]
 
 
 # ---------------------------------------------------------------------------
@@ -573,12 +733,11 @@ def pair(target: IntervalSet, query: IntervalSet) -> PairResult:
     n_t, n_q = len(target), len(query)
     if n_t == 0 or n_q == 0:
         return PairResult(n_t, n_q, 0.0, float(similarity(0.0, n_t, n_q)), 0)
-    seg = _Segment(_build_segment_arrays(np.zeros(n_t, np.int64), target.chrom, target.start, target.end))
-    q = _Query.from_set(query)
-    teo, tc = _sweep_records(np.zeros(1, np.int64), seg.rec_offsets, seg.chrom, seg.start, seg.end,
-                             q.start, q.end, q.run_lo, q.run_hi, q.n, n_t)
-    teo = float(teo[0])
-    return PairResult(n_t, n_q, teo, float(similarity(teo, n_t, n_q)), int(tc[0]))
+    index = OverlapIndex.from_arrays(np.zeros(n_t, np.int64), target.chrom, target.start, target.end, threads=1)
+    res = index.search(query, method="sweep")
+    if not len(res):
+        return PairResult(n_t, n_q, 0.0, 0.0, 0)
+    return PairResult(n_t, n_q, float(res.teo[0]), float(res.s[0]), int(res.tc[0]))
 
 
 class OverlapIndex:
@@ -586,21 +745,18 @@ class OverlapIndex:
 
     Chromosome codes of the records and of every query must come from one table
     (the genome's). Build in memory with :meth:`from_arrays`, or persist batches with
-    :meth:`write_segment` and load them with :meth:`open`.
+    :meth:`write_segment` and load them with :meth:`open`. Searches may run
+    concurrently from several threads.
     """
 
     def __init__(self, segments: list[_Segment], threads: int | None = None):
         self.segments = segments
-        self.threads = max(1, threads or min(4, os.cpu_count() or 1))
-        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
-        # record id -> (segment, local index), over live records only
-        ids, seg_of, local = [], [], []
-        for s, seg in enumerate(segments):
-            live = np.flatnonzero(seg.alive)
-            ids.append(seg.record_id[live])
-            seg_of.append(np.full(len(live), s, np.int64))
-            local.append(live)
-        ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        self.threads = max(1, threads or _default_threads())
+        # live record id -> (segment, local index)
+        ids = [seg.record_id[seg.alive] for seg in segments]
+        seg_of = [np.full(int(seg.alive.sum()), s, np.int64) for s, seg in enumerate(segments)]
+        local = [np.flatnonzero(seg.alive) for seg in segments]
+        ids = np.concatenate(ids) if segments else np.zeros(0, np.int64)
         order = np.argsort(ids)
         self._ids = ids[order]
         self._seg_of = np.concatenate(seg_of)[order] if segments else np.zeros(0, np.int64)
@@ -609,33 +765,37 @@ class OverlapIndex:
     # -- construction -------------------------------------------------------
 
     @classmethod
-    def from_arrays(cls, record_id, chrom, start, end, threads: int | None = None) -> "OverlapIndex":
-        """In-memory index; rows of each record in file order (ties depend on it)."""
-        return cls([_Segment(_build_segment_arrays(record_id, chrom, start, end))], threads)
+    def from_arrays(cls, record_id, chrom, start, end, records=None, threads: int | None = None) -> "OverlapIndex":
+        """In-memory index; one row per interval, each record's rows in file order
+        (``records``: as in :meth:`write_segment`)."""
+        return cls([_Segment(_build_segment_arrays(record_id, chrom, start, end, records))], threads)
 
     @classmethod
     def from_sets(cls, sets: dict[int, IntervalSet], threads: int | None = None) -> "OverlapIndex":
         """In-memory index of ``{record_id: IntervalSet}`` sharing one chromosome code table."""
         ids = list(sets)
+        if not ids:
+            return cls([], threads)
         return cls.from_arrays(
             np.repeat(np.asarray(ids, dtype=np.int64), [len(sets[i]) for i in ids]),
-            np.concatenate([sets[i].chrom for i in ids]) if ids else [],
-            np.concatenate([sets[i].start for i in ids]) if ids else [],
-            np.concatenate([sets[i].end for i in ids]) if ids else [],
-            threads,
+            np.concatenate([sets[i].chrom for i in ids]),
+            np.concatenate([sets[i].start for i in ids]),
+            np.concatenate([sets[i].end for i in ids]),
+            records=ids,
+            threads=threads,
         )
 
     @staticmethod
-    def write_segment(folder, record_id, chrom, start, end) -> Path:
+    def write_segment(folder, record_id, chrom, start, end, records=None) -> Path:
         """Write one immutable segment (atomically) and return its path.
 
-        ``record_id``, ``chrom``, ``start``, ``end``: one row per interval, each
-        record's rows in file order. The segment is ignored until the catalog lists
-        its records as live.
+        One row per interval, each record's rows in file order; ``records`` may list
+        the batch's record ids, so that records without intervals are stored too.
+        The segment is ignored until the catalog lists its records as live.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        arrays = _build_segment_arrays(record_id, chrom, start, end)
+        arrays = _build_segment_arrays(record_id, chrom, start, end, records)
         # names sort by creation time, so "newest" is well defined; the uuid keeps
         # concurrent writers apart
         name = f"{SEGMENT_PREFIX}{time.time_ns():020d}-{uuid.uuid4().hex}"
@@ -663,7 +823,7 @@ class OverlapIndex:
         ignored. ``None`` keeps every record. A record stored in several segments is
         read from the newest.
         """
-        segments = [_Segment.load(p) for p in _segment_paths(Path(folder))]
+        segments = _load_segments(Path(folder))
         live = None if live_records is None else _id_array(live_records)
         claimed = np.zeros(0, np.int64)
         for seg in reversed(segments):  # newest first
@@ -679,9 +839,11 @@ class OverlapIndex:
         """Rewrite all live records into one new segment, then delete the old segments.
 
         Returns the new segment's path (None when nothing is live). A crash leaves
-        either the old segments, or the new one next to them: both read the same.
+        the old segments, possibly with the new one beside them: both read the same.
         """
         folder = Path(folder)
+        if not folder.exists():
+            return None
         old = _segment_paths(folder)
         index = cls.open(folder, live_records, threads=1)
         parts = []
@@ -689,12 +851,12 @@ class OverlapIndex:
             live = np.flatnonzero(seg.alive)
             if not len(live):
                 continue
-            rows = np.concatenate([np.arange(seg.rec_offsets[i], seg.rec_offsets[i + 1]) for i in live])
-            parts.append((np.repeat(seg.record_id[live], seg.n_t[live]),
-                          seg.chrom[rows], seg.start[rows], seg.end[rows]))
-        new = None
-        if parts:
-            new = cls.write_segment(folder, *(np.concatenate(c) for c in zip(*parts)))
+            counts = seg.n_t[live]
+            rows = np.repeat(seg.rec_offsets[live] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+            # the record layout is in target order, which rebuilding keeps
+            parts.append((np.repeat(seg.record_id[live], seg.n_t[live]), seg.chrom[rows], seg.start[rows],
+                          seg.end[rows], seg.record_id[live]))
+        new = cls.write_segment(folder, *(np.concatenate(c) for c in zip(*parts))) if parts else None
         del index
         for p in old:
             shutil.rmtree(p, ignore_errors=True)
@@ -712,6 +874,7 @@ class OverlapIndex:
 
     @property
     def n_intervals(self) -> int:
+        """Intervals of live records."""
         return int(sum(int(seg.n_t[seg.alive].sum()) for seg in self.segments))
 
     def nbytes(self) -> int:
@@ -719,119 +882,107 @@ class OverlapIndex:
         return sum(seg.nbytes() for seg in self.segments)
 
     def n_t(self, record_ids) -> np.ndarray:
-        """Interval counts of the given live record ids."""
-        seg_of, local = self._lookup(np.asarray(record_ids, dtype=np.int64))
-        return np.array([self.segments[s].n_t[i] for s, i in zip(seg_of, local)], dtype=np.int64)
+        """Interval counts of live records (KeyError for ids that are not live)."""
+        record_ids = np.asarray(record_ids, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._ids, record_ids), max(0, len(self._ids) - 1))
+        if not len(self._ids) or np.any(self._ids[pos] != record_ids):
+            missing = record_ids if not len(self._ids) else record_ids[self._ids[pos] != record_ids]
+            raise KeyError(f"records not in the index: {missing[:5].tolist()}")
+        return np.array([self.segments[s].n_t[i] for s, i in zip(self._seg_of[pos], self._local[pos])],
+                        dtype=np.int64)
 
-    def _lookup(self, record_ids: np.ndarray):
-        pos = np.searchsorted(self._ids, record_ids)
-        pos = np.minimum(pos, max(0, len(self._ids) - 1))
-        found = (self._ids[pos] == record_ids) if len(self._ids) else np.zeros(len(record_ids), bool)
-        if not np.all(found):
-            raise KeyError(f"unknown record ids: {record_ids[~found][:5].tolist()}")
-        return self._seg_of[pos], self._local[pos]
-
-    def search(self, query: IntervalSet, records: np.ndarray | None = None, method: str = "auto") -> SearchResult:
-        """seqpare of every (live) record against ``query`` (target = record).
+    def search(self, query: IntervalSet, records=None, method: str = "auto") -> SearchResult:
+        """seqpare of every live record against ``query`` (target = record).
 
         ``records``: restrict to these record ids (ids not in the index are ignored);
-        the work then scales with those records, not the index. ``method``: "auto",
-        "class" (class-layout join) or "sweep" (per-record sweep join); all give the
-        same numbers.
+        the work then scales with those records, not with the index. ``method``:
+        "auto", "class" (class-layout join) or "sweep" (per-record sweep join); both
+        give the same numbers.
         """
+        if method not in ("auto", "class", "sweep"):
+            raise ValueError(f"unknown method {method!r}")
         q = _Query.from_set(query)
         wanted = None
         if records is not None:
             r = _id_array(records)
-            pos = np.searchsorted(self._ids, r)
-            known = pos < len(self._ids)
-            known[known] = self._ids[pos[known]] == r[known]
-            wanted = self._seg_of[pos[known]], self._local[pos[known]]
+            pos = np.minimum(np.searchsorted(self._ids, r), max(0, len(self._ids) - 1))
+            known = pos[self._ids[pos] == r] if len(self._ids) else pos[:0]
+            wanted = self._seg_of[known], self._local[known]
         out = []
         for s, seg in enumerate(self.segments):
-            if q.n == 0 or not len(seg.record_id):
-                continue
-            if wanted is None:
-                recs = np.flatnonzero(seg.alive)
-            else:
-                recs = np.sort(wanted[1][wanted[0] == s])
-            if not len(recs):
-                continue
-            res = self._search_segment(seg, q, recs, wanted is not None, method)
-            if res is not None:
-                out.append(res)
+            recs = np.flatnonzero(seg.alive) if wanted is None else np.sort(wanted[1][wanted[0] == s])
+            if q.n and len(recs):
+                out.append(self._search_segment(seg, q, recs, wanted is not None, method))
         if out:
             rid, n_t, teo, tc = (np.concatenate(c) for c in zip(*out))
         else:
-            rid = n_t = tc = np.zeros(0, np.int64)
-            teo = np.zeros(0, np.float32)
+            rid, n_t, teo, tc = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)
         order = np.argsort(rid)
         teo = teo[order].astype(np.float64)
         return SearchResult(q.n, rid[order], n_t[order], teo, similarity(teo, n_t[order], q.n), tc[order])
 
     def _search_segment(self, seg: _Segment, q: _Query, recs: np.ndarray, restricted: bool, method: str):
         if method == "auto":
-            # sweep: every interval of the chosen records + the query once per record;
-            # class join: a few steps per (query interval, length class) + pairs
-            sweep_cost = float(seg.n_t[recs].sum()) + len(recs) * q.n
-            class_cost = q.n * seg.blocks_per_chrom * 4.0 + (0 if restricted else 0.1 * len(seg.chrom))
-            method = "sweep" if sweep_cost < class_cost else "class"
-        if method == "sweep":
-            teo, tc = self._sweep(seg, q, recs)
-        elif method == "class":
-            teo, tc, recs = self._class(seg, q, recs, restricted)
-        else:
-            raise ValueError(f"unknown method {method!r}")
-        hit = tc > 0
-        recs, teo, tc = recs[hit], teo[hit], tc[hit]
-        return seg.record_id[recs], seg.n_t[recs].astype(np.int64), teo, tc
+            if restricted:
+                # the class join still meets every record's overlaps (and drops the
+                # others'); the sweep meets the chosen records' intervals only
+                method = "sweep" if 4 * len(recs) <= int(seg.alive.sum()) else "class"
+            else:
+                # sweep: every record's intervals + the query up to once per record;
+                # class join: a few steps per (query interval, length class)
+                sweep_cost = float(seg.n_t[recs].sum()) + len(recs) * q.n
+                method = "sweep" if sweep_cost < 2.0 * q.n * seg.blocks_per_chrom else "class"
+        with seg.scratch() as (held_j, held_p):
+            if method == "sweep":
+                groups = _split_even(seg.n_t[recs] + q.n, self.threads)
+                parts = self._map(
+                    lambda g: _sweep_worker(recs[g], seg.rec_offsets, seg.chrom, seg.start, seg.end,
+                                            q.start, q.end, q.run_lo, q.run_hi, q.run_maxlen, held_j, held_p),
+                    groups)
+            else:
+                rec_ok = seg.alive
+                if restricted:
+                    rec_ok = np.zeros(len(seg.record_id), np.bool_)
+                    rec_ok[recs] = True
+                groups = _split_even(q.runs[:, 1] - q.runs[:, 0], self.threads)
+                parts = self._map(
+                    lambda g: _class_worker(q.runs[g], q.chrom, q.start, q.end, seg.chrom_blk_lo, seg.chrom_blk_hi,
+                                            seg.blk_offsets, seg.blk_maxlen, seg.cls_start, seg.cls_end,
+                                            seg.cls_rec, seg.cls_pos, rec_ok, held_j, held_p), groups)
+            tc, st_count, st_min, st_max, touched = parts[0]
+            for p in parts[1:]:
+                tc = tc + p[0]
+                st_count = st_count + p[1]
+                st_min = np.minimum(st_min, p[2])
+                st_max = np.maximum(st_max, p[3])
+            if len(parts) > 1:
+                touched = np.concatenate([p[4] for p in parts])
+            teo = _sum_teo(held_j, touched, seg.rec_offsets, st_count, st_min, st_max)
+        hit = np.flatnonzero(tc)
+        return seg.record_id[hit], seg.n_t[hit].astype(np.int64), teo[hit], tc[hit]
 
-    def _map(self, fn, jobs):
-        if self._pool is None or len(jobs) <= 1:
-            return [fn(*j) for j in jobs]
-        return list(self._pool.map(lambda j: fn(*j), jobs))
+    def _map(self, fn, groups):
+        if len(groups) <= 1:
+            return [fn(g) for g in groups]
+        return list(_pool().map(fn, groups))
 
-    def _sweep(self, seg: _Segment, q: _Query, recs: np.ndarray):
-        max_nt = int(seg.n_t[recs].max())
-        groups = _split_even(seg.n_t[recs] + q.n / 4, self.threads)
-        parts = self._map(
-            lambda g: _sweep_records(recs[g], seg.rec_offsets, seg.chrom, seg.start, seg.end,
-                                     q.start, q.end, q.run_lo, q.run_hi, q.n, max_nt),
-            [(g,) for g in groups])
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def _class(self, seg: _Segment, q: _Query, recs: np.ndarray, restricted: bool):
-        rec_ok = seg.alive
-        if restricted:
-            rec_ok = np.zeros(len(seg.record_id), np.bool_)
-            rec_ok[recs] = True
-        bounds = np.linspace(0, q.n, min(self.threads, max(1, q.n // 2048)) + 1).astype(np.int64)
-        parts = self._map(
-            lambda i0, i1: _class_join(q.chrom, q.start, q.end, i0, i1, seg.chrom_blk_lo, seg.chrom_blk_hi,
-                                       seg.blk_offsets, seg.blk_maxlen, seg.cls_start, seg.cls_end,
-                                       seg.cls_rec, seg.cls_tloc, rec_ok),
-            list(zip(bounds[:-1], bounds[1:])))
-        tc = parts[0][4]
-        n_acc = parts[0][5]
-        for p in parts[1:]:
-            tc = tc + p[4]
-            n_acc = n_acc + p[5]
-        if len(parts) == 1:
-            pr = parts[0][:4]
-        else:
-            pr = [np.concatenate([p[i] for p in parts]) for i in range(4)]
-        off, pq, pt, pj = _group_by_record(*pr, n_acc)
-        recs = np.flatnonzero(tc)
-        with_pairs = recs[n_acc[recs] > 0]
-        teo = np.zeros(len(seg.record_id), np.float32)
-        if len(with_pairs):
-            max_nt = int(seg.n_t[with_pairs].max())
-            groups = _split_even(n_acc[with_pairs].astype(np.float64), self.threads)
-            res = self._map(lambda g: _match_grouped(with_pairs[g], off, pq, pt, pj, q.n, max_nt),
-                            [(g,) for g in groups])
-            for g, t in zip(groups, res):
-                teo[with_pairs[g]] = t
-        return teo[recs], tc[recs], recs
+def _default_threads() -> int:
+    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One worker pool for every index (the kernels release the GIL); indexes are
+    opened per query, so a pool per index would start threads per query."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max(2, _default_threads()), thread_name_prefix="gidx-seqpare")
+        return _POOL
 
 
 def _id_array(ids) -> np.ndarray:
@@ -841,6 +992,19 @@ def _id_array(ids) -> np.ndarray:
     return np.unique(ids.astype(np.int64, copy=False))
 
 
+def _load_segments(folder: Path, attempts: int = 5) -> list[_Segment]:
+    """All segments of ``folder``. A compaction running meanwhile may delete segments
+    after they were listed; it writes their replacement first, so listing again finds
+    it."""
+    for attempt in range(attempts):
+        try:
+            return [_Segment.load(p) for p in _segment_paths(folder)]
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+    return []
+
+
 def _segment_paths(folder: Path) -> list[Path]:
     if not folder.exists():
         return []
@@ -848,13 +1012,10 @@ def _segment_paths(folder: Path) -> list[Path]:
 
 
 def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
+    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:
+    except OSError:  # some file systems do not sync directories
         pass
     finally:
         os.close(fd)

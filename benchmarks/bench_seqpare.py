@@ -1,0 +1,212 @@
+"""Exact seqpare search speed (gidx.seqpare.OverlapIndex) against the reference.
+
+(a) the 22 UCSC hg19 tracks of tests/data/bed/hg19/seqpare_ucsc (1.03 M intervals)
+    in one in-memory index, each track as the query: time per search (median over
+    repeats; the reference ``seqpare -m 1`` anchor is 0.18 s median / 0.38 s largest;
+    goals: median <= 18 ms, largest <= 40 ms);
+(b) all 22 x 22 searches, total (goal < 1 s);
+(c) synthetic indexes of 10^2 .. 10^4 records derived from the tracks by seeded
+    subsampling, dropping and shifting: time vs records and vs query size, and bytes
+    of the overlap structure per 10^6 intervals;
+(d) a ``records=`` search of 200 candidates (re-ranking) vs the full search;
+(e) numba compile time of the first call, and the same in a fresh process (cache).
+
+Wall-clock times are medians; "cpu" is the summed CPU time of all threads, which
+stays meaningful when other processes share the machine.
+
+    .venv/bin/python benchmarks/bench_seqpare.py [--quick] [--threads 2] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+UCSC = REPO / "tests" / "data" / "bed" / "hg19" / "seqpare_ucsc"
+REF_MEDIAN_S, REF_LARGEST_S = 0.18, 0.38
+GOAL_MEDIAN_S, GOAL_LARGEST_S, GOAL_ALL_S = 0.018, 0.040, 1.0
+
+
+def read_bed3(path: Path, chroms: dict[str, int]):
+    from gidx.intervals import IntervalSet
+
+    code, start, end = [], [], []
+    with gzip.open(path, "rt") as f:
+        for line in f:
+            if line.startswith(("track", "browser", "#")):
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            if len(fields) >= 3:
+                code.append(chroms.setdefault(fields[0], len(chroms)))
+                start.append(int(fields[1]))
+                end.append(int(fields[2]))
+    return IntervalSet((), np.asarray(code, np.int32), np.asarray(start, np.int64), np.asarray(end, np.int64))
+
+
+def load_tracks():
+    from gidx.intervals import IntervalSet
+
+    chroms: dict[str, int] = {}
+    sets = {p.name.removesuffix(".bed.gz"): read_bed3(p, chroms) for p in sorted(UCSC.glob("*.bed.gz"))}
+    names = tuple(chroms)
+    return {k: IntervalSet(names, s.chrom, s.start, s.end) for k, s in sets.items()}
+
+
+def timed(fn, repeats: int):
+    """Median wall seconds, median process CPU seconds, last result."""
+    walls, cpus, result = [], [], None
+    for _ in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        result = fn()
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return float(np.median(walls)), float(np.median(cpus)), result
+
+
+def ms(x: float) -> str:
+    return f"{1000 * x:.2f}"
+
+
+def synthetic_records(tracks: dict, n_records: int, seed: int):
+    """Rows (record, chrom, start, end) of records derived from the real tracks: each
+    takes a random track, a random subsample of 300-3000 of its intervals (file order
+    kept), drops 5% of them and shifts each by up to +-200 bp."""
+    rng = np.random.default_rng(seed)
+    names = sorted(tracks)
+    rec, chrom, start, end = [], [], [], []
+    for r in range(n_records):
+        src = tracks[names[rng.integers(len(names))]]
+        n = min(len(src), int(rng.integers(300, 3000)))
+        keep = np.sort(rng.choice(len(src), n, replace=False))
+        keep = keep[rng.random(n) > 0.05]  # drop 5%
+        shift = rng.integers(-200, 201, len(keep))
+        s = np.maximum(src.start[keep] + shift, 0)
+        e = np.maximum(src.end[keep] + shift, s)
+        rec.append(np.full(len(keep), r, np.int64))
+        chrom.append(src.chrom[keep])
+        start.append(s)
+        end.append(e)
+    return np.concatenate(rec), np.concatenate(chrom), np.concatenate(start), np.concatenate(end)
+
+
+def compile_times() -> tuple[float, float]:
+    """First search (compile or cache load) in a fresh process, twice: the first with an
+    empty numba cache, the second reusing it."""
+    code = textwrap.dedent("""
+        import time
+        from gidx.intervals import IntervalSet
+        from gidx.seqpare import OverlapIndex, pair
+        a = IntervalSet.from_tuples([("c1", 0, 10), ("c1", 5, 20)])
+        b = IntervalSet.from_tuples([("c1", 2, 12)])
+        t = time.perf_counter()
+        pair(a, b)
+        OverlapIndex.from_sets({1: a, 2: b}).search(b, method="class")
+        print(time.perf_counter() - t)
+    """)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        run = lambda: float(subprocess.run([sys.executable, "-c", code], env=env, check=True,  # noqa: E731
+                                           capture_output=True, text=True, cwd=REPO).stdout.split()[-1])
+        return run(), run()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, synthetic indexes up to 10^3 records")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args()
+    repeats = 3 if args.quick else args.repeats
+
+    from gidx.seqpare import OverlapIndex
+
+    print(f"# seqpare benchmark (threads={args.threads}, repeats={repeats}, "
+          f"cpus available={len(os.sched_getaffinity(0))}, load avg={os.getloadavg()[0]:.1f})\n")
+    tracks = load_tracks()
+    names = sorted(tracks)
+    t0 = time.perf_counter()
+    index = OverlapIndex.from_sets({i: tracks[n] for i, n in enumerate(names)}, threads=args.threads)
+    build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    index.search(tracks["affyGnf1h"])  # compile or load the kernels
+    first = time.perf_counter() - t0
+    for n in names:  # warm
+        index.search(tracks[n])
+    print(f"index: {len(names)} tracks, {index.n_intervals:,} intervals, built in {build:.2f} s; "
+          f"first search {first:.2f} s (numba compile or cache load)\n")
+
+    # (a) each track as the query
+    print("## (a) each track as the query against all 22\n")
+    print("| query | intervals | records hit | wall ms | cpu ms |")
+    print("|---|---:|---:|---:|---:|")
+    walls, cpus = {}, {}
+    for n in sorted(names, key=lambda n: len(tracks[n])):
+        walls[n], cpus[n], res = timed(lambda: index.search(tracks[n]), repeats)
+        print(f"| {n} | {len(tracks[n]):,} | {len(res)} | {ms(walls[n])} | {ms(cpus[n])} |")
+    w = np.array(list(walls.values()))
+    largest = max(names, key=lambda n: len(tracks[n]))
+    print(f"\nmedian {ms(np.median(w))} ms (reference {ms(REF_MEDIAN_S)}, goal {ms(GOAL_MEDIAN_S)}); "
+          f"largest query ({largest}) {ms(walls[largest])} ms (reference {ms(REF_LARGEST_S)}, "
+          f"goal {ms(GOAL_LARGEST_S)}); max {ms(w.max())} ms; "
+          f"cpu median {ms(np.median(list(cpus.values())))} ms\n")
+
+    # (b) all 22 x 22
+    t_all, c_all, _ = timed(lambda: [index.search(tracks[n]) for n in names], max(1, repeats // 2))
+    print(f"## (b) all {len(names)}x{len(names)} searches: {t_all:.3f} s wall, {c_all:.3f} s cpu "
+          f"(goal < {GOAL_ALL_S:.0f} s)\n")
+
+    # (c) synthetic indexes
+    print("## (c) synthetic indexes (records: 300-3000 subsampled, shifted intervals of a random track)\n")
+    sizes = (100, 1000) if args.quick else (100, 1000, 10000)
+    queries = ["affyGnf1h", "agilentCgh4x44k", "agilentCgh2x105k"]
+    print("| records | intervals | build s | bytes / 10^6 intervals | "
+          + " | ".join(f"{q} ({len(tracks[q]) // 1000}k) ms" for q in queries) + " | records hit (largest) |")
+    print("|---:|---:|---:|---:|" + "---:|" * len(queries) + "---:|")
+    big = None
+    for n_rec in sizes:
+        rows = synthetic_records(tracks, n_rec, seed=n_rec)
+        t0 = time.perf_counter()
+        syn = OverlapIndex.from_arrays(*rows, threads=args.threads)
+        build = time.perf_counter() - t0
+        syn.search(tracks[queries[0]])
+        times = []
+        for q in queries:
+            wt, _, res = timed(lambda: syn.search(tracks[q]), repeats)
+            times.append(wt)
+        per_m = syn.nbytes() / syn.n_intervals * 1e6
+        print(f"| {n_rec:,} | {syn.n_intervals:,} | {build:.1f} | {per_m / 1e6:.1f} MB | "
+              + " | ".join(ms(t) for t in times) + f" | {len(res):,} |")
+        big = syn
+    print()
+
+    # (d) re-ranking: records= restricted to 200 candidates
+    rng = np.random.default_rng(0)
+    cand = rng.choice(big.record_ids, 200, replace=False)
+    print(f"## (d) records= search of 200 candidates in the {len(big.record_ids):,}-record index\n")
+    print("| query | intervals | full ms | 200 candidates ms |")
+    print("|---|---:|---:|---:|")
+    for q in queries:
+        full, _, _ = timed(lambda: big.search(tracks[q]), repeats)
+        sub, _, _ = timed(lambda: big.search(tracks[q], records=cand), repeats)
+        print(f"| {q} | {len(tracks[q]):,} | {ms(full)} | {ms(sub)} |")
+    print()
+
+    # (e) compile / cache
+    cold, warm = compile_times()
+    print(f"## (e) first pair + search in a fresh process: {cold:.2f} s with an empty numba cache, "
+          f"{warm:.2f} s with the cache from that run (cache=True)")
+
+
+if __name__ == "__main__":
+    main()
