@@ -33,7 +33,7 @@ def _step_child(n: int, checkpointed: bool) -> None:
     from gidx.model import ModelConfig, build_torch_model
     from gidx.train import TrainConfig, batch_loss
 
-    cfg = ModelConfig(features="position", chunk=2048, learn="gains,mlp,out")
+    cfg = ModelConfig(features="position", chunk=2048)
     model = build_torch_model(cfg)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad])
     rng = np.random.default_rng(0)

@@ -37,10 +37,12 @@ def train_cmd(
     per_seed: Annotated[int, typer.Option(help="Positive neighbours per seed.")] = 3,
     max_intervals: Annotated[int, typer.Option(help="Subsample larger sets to this many intervals per step.")] = 4096,
     val_fraction: Annotated[float, typer.Option(help="Fraction of record groups held out.")] = 0.15,
-    val_within: Annotated[float, typer.Option(help="Also hold out this fraction of each training group's records.")] = 0.0,
+    val_within: Annotated[float, typer.Option(
+        help="Also hold out this fraction of each training group's records.")] = 0.0,
     val_k: Annotated[int, typer.Option(help="k of the validation recall@k.")] = 20,
     buckets: Annotated[int, typer.Option(help="Hashed dims of the position sketch block.")] = 4096,
-    bins_per_interval: Annotated[float, typer.Option(help="Bins an interval covers at its length class's resolution.")] = 8.0,
+    bins_per_interval: Annotated[float, typer.Option(
+        help="Bins an interval covers at its length class's resolution.")] = 8.0,
     seq_dim: Annotated[int, typer.Option(help="Projected sequence feature dims.")] = 32,
     hidden: Annotated[int, typer.Option(help="phi hidden width.")] = 128,
     chunk: Annotated[int, typer.Option(help="Intervals per checkpointed phi chunk.")] = 4096,
@@ -58,13 +60,15 @@ def train_cmd(
     from gidx.train import TrainConfig, train
 
     try:
-        mcfg = ModelConfig(features=features, buckets=buckets, bins_per_interval=bins_per_interval, seq_dim=seq_dim, hidden=hidden,
+        mcfg = ModelConfig(features=features, buckets=buckets, bins_per_interval=bins_per_interval, seq_dim=seq_dim,
+                           hidden=hidden,
                            chunk=chunk, seed=seed)
     except ValueError as e:
         raise GidxError(str(e)) from None
     tcfg = TrainConfig(loss=loss, epochs=epochs, steps_per_epoch=steps, patience=patience, lr=lr, margin=margin,
                        pos_threshold=pos_threshold, neg_max=neg_max, rank_weight=rank_weight, seeds_per_batch=seeds,
-                       pos_per_seed=per_seed, max_intervals=max_intervals, val_fraction=val_fraction, val_within=val_within, val_k=val_k,
+                       pos_per_seed=per_seed, max_intervals=max_intervals, val_fraction=val_fraction,
+                       val_within=val_within, val_k=val_k,
                        seed=seed, name=name)
     idx = open_index(index)
     with Bar("train", quiet) as bar:

@@ -5,14 +5,20 @@
 counts once (seqpare counts intervals), and the mean makes the model
 permutation invariant.
 
-Position features (what the position sketch knows, made learnable): at each
-resolution r (default 1 kb, 10 kb, 100 kb, 1 Mb) the genome bins holding the
-interval's start, midpoint and last base are hashed (splitmix64, as the
-sketch) into ``buckets`` ids; each id has a learned ``pos_dim`` vector (an
-embedding bag, weight 1/3 each). Initialised Gaussian, the mean over a set of
-these vectors is a random projection of the set's multi-resolution bin
-histogram -- the position sketch up to projection noise -- so training starts
-from the sketch and refines it.
+Position stage (fixed, parameter-free; a position sketch): at each resolution r
+of ``resolutions`` an interval spreads its weight over the genome bins it covers in
+proportion to its bases in each, and the bins are count-sketched (splitmix64 sign
+hash) into ``buckets`` dims. ``ModelConfig.sketch()`` (every interval at 1/10/100 kb,
+mass 1 per interval, one L2-normalised block per resolution) is *exactly*
+:class:`gidx.sketch.PositionSketch`. The default is the **length-class sketch**: an
+interval of length L goes to the resolution ~ L / ``bins_per_interval`` (10 bp .. 1 Mb,
+factor sqrt(10); split over the two nearest with cos/sin weights), spread with unit L2
+norm, one shared block -- so the inner product of two intervals approximates their
+bp-level overlap / sqrt(L_a L_b), close to seqpare's per-pair Jaccard (measured in
+benchmarks/RESULTS_train.md: held-out recall@20 0.90 untrained vs 0.69 for the sketch).
+Learned on top (locus-agnostic, so it transfers to loci never trained on): per-resolution
+weights (= interval-length classes), a power normalisation sign(v)|v|^a of the aggregated
+bucket vector (a learned, 1 at start), block gains.
 
 Sequence features are pluggable (:func:`sequence_features`): ``kmer`` =
 hashed 12-mer counts of the interval's central ``seq_window`` bases (the
@@ -21,14 +27,10 @@ interval's own sequence, from the index genome), sign-sketched to
 (``gidx.embed``) once that module exists. ``features`` selects
 ``position`` / ``sequence`` / ``both`` (the ablation).
 
-phi(z) = z + MLP(z) (last layer zero-initialised, so phi starts as identity);
-rho = per-block L2 normalisation (one block per resolution, one for the
-sequence part) with learned block gains, a linear map initialised to the
-identity, and a final L2 normalisation.
-
-Training memory is flat in set size: :meth:`DeepSets.forward_set` runs phi
-over chunks of ``chunk`` intervals under gradient checkpointing and keeps
-only the running sum. Inference needs no torch at all:
+Sequence block: phi(z) = z + MLP(z) (last layer zero-initialised, so phi starts as
+identity), run over chunks of ``chunk`` intervals under gradient checkpointing keeping
+only the running sum. rho = power normalisation (position blocks), per-block L2
+normalisation with learned block gains, final L2 normalisation. Inference needs no torch at all:
 :class:`NumpyDeepSets` evaluates the same function from the exported weights
 (``model.npz``), so a query with a trained model pays numpy, not torch.
 """
@@ -55,24 +57,36 @@ SQRT_2_OVER_PI = 0.7978845608028654
 @dataclass(frozen=True)
 class ModelConfig:
     features: str = "position"  # position | sequence | both (sequence needs genome reads: slow on synthetic genomes)
-    resolutions: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000)
-    buckets: int = 8192  # hashed bin ids per resolution
-    pos_dim: int = 48  # embedding dims per resolution
+    # position stage (a position sketch, parameter-free; see the module docstring)
+    resolutions: tuple[int, ...] = tuple(int(round(10 * 10 ** (k / 2))) for k in range(11))  # 10 bp .. 1 Mb
+    assign: str = "length"  # length: each interval at the 1-2 resolutions matching its length | all: every resolution
+    spread: str = "l2"  # l2: unit L2 norm per interval | l1: mass 1 per interval (the position sketch)
+    bins_per_interval: float = 8.0  # assign=length: target bins an interval covers
+    buckets: int = 4096  # hashed dims of the position block (assign=length) or of each resolution's block (all)
     sequence: str = "kmer"  # kmer | memo
     seq_in: int = 64  # sequence feature dims
     seq_dim: int = 32  # projected sequence dims
     seq_window: int = 128  # central bases of each interval read for kmer features
     kmer: int = 12
-    hidden: int = 128
-    learn_bins: bool = False  # train the per-bin vectors too (memorises seen loci; does not transfer)
-    learn: str = "gains,mlp"  # which locus-agnostic parts train: gains (per-block weights), mlp (phi), out (rho's linear map)
-    chunk: int = 4096  # intervals per checkpointed phi chunk
+    hidden: int = 128  # phi MLP width (sequence block)
+    learn: str = "levels,power,gains,mlp"  # trainable parts: levels (per-resolution weights = interval-length
+    # classes when assign=length), power (exponent of the power normalisation), gains (block weights), mlp (sequence phi)
+    chunk: int = 4096  # intervals per checkpointed phi chunk (sequence block)
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.features not in ("position", "sequence", "both"):
             raise ValueError(f"features must be position, sequence or both, not {self.features!r}")
+        if self.assign not in ("length", "all"):
+            raise ValueError(f"assign must be length or all, not {self.assign!r}")
+        if self.spread not in ("l1", "l2"):
+            raise ValueError(f"spread must be l1 or l2, not {self.spread!r}")
         object.__setattr__(self, "resolutions", tuple(int(r) for r in self.resolutions))
+
+    @classmethod
+    def sketch(cls, resolutions=(1_000, 10_000, 100_000), dims: int = 512, seed: int = 0, **kw) -> "ModelConfig":
+        """The configuration whose untrained model is exactly :class:`gidx.sketch.PositionSketch`."""
+        return cls(resolutions=tuple(resolutions), assign="all", spread="l1", buckets=dims, seed=seed, **kw)
 
     @property
     def use_pos(self) -> bool:
@@ -83,8 +97,12 @@ class ModelConfig:
         return self.features in ("sequence", "both")
 
     @property
+    def pos_blocks(self) -> int:
+        return (len(self.resolutions) if self.assign == "all" else 1) if self.use_pos else 0
+
+    @property
     def blocks(self) -> list[int]:
-        return ([self.pos_dim] * len(self.resolutions) if self.use_pos else []) + ([self.seq_dim] if self.use_seq else [])
+        return [self.buckets] * self.pos_blocks + ([self.seq_dim] if self.use_seq else [])
 
     @property
     def dim(self) -> int:
@@ -106,19 +124,83 @@ class ModelConfig:
 # ---- per-interval inputs (numpy; shared by training and inference) ---------------
 
 
-def position_ids(cfg: ModelConfig, chrom: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """(n, R, 3) int64 row ids into the position table: start, midpoint, last-base bins per resolution."""
-    chrom = np.asarray(chrom).astype(np.uint64)
+def _bins(chrom, start, end, owner, res):
+    """Every (owner, bin key, fraction of the interval's bases in the bin) of the intervals ``owner``."""
+    s, e = start[owner], end[owner]
+    length = np.maximum(e - s, 1).astype(np.float64)
+    last = np.maximum(e - 1, s)
+    b0, b1 = s // res, last // res
+    nb = (b1 - b0 + 1).astype(np.int64)
+    total = int(nb.sum())
+    j = np.repeat(np.arange(len(owner)), nb)
+    b = np.repeat(b0, nb) + (np.arange(total) - np.repeat(np.cumsum(nb) - nb, nb))
+    lo = np.maximum(b * res, s[j])
+    hi = np.minimum((b + 1) * res, e[j])
+    frac = np.where(e[j] > s[j], (hi - lo) / length[j], 1.0)
+    keys = (chrom[owner][j].astype(np.uint64) << np.uint64(36)) ^ b.astype(np.uint64)
+    return owner[j], keys, frac
+
+
+def level_weights(cfg: ModelConfig, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """assign=length: (lower level, its weight, the next level's weight) per interval.
+
+    An interval of length L belongs at the resolution r = L / bins_per_interval (clipped to the
+    configured range); between two configured resolutions it is split over both with weights
+    cos/sin of the log-distance (squares sum to 1), so similar lengths always share a level.
+    """
+    res = np.asarray(cfg.resolutions, dtype=np.float64)
+    L = np.maximum(end - start, 1).astype(np.float64)
+    x = np.interp(np.log(np.clip(L / cfg.bins_per_interval, res[0], res[-1])), np.log(res), np.arange(len(res)))
+    lo = np.minimum(np.floor(x).astype(np.int64), len(res) - 1)
+    t = x - lo
+    return lo, np.cos(t * np.pi / 2), np.sin(t * np.pi / 2)
+
+
+def position_entries(cfg: ModelConfig, chrom, start, end) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The position sketch of a set, as sparse per-interval entries (owner, column, value, level).
+
+    Column = bucket (+ block offset when assign=all), value = sign * weight of the interval
+    in that bin (before learned level weights). Summing ``value`` by column over all entries and
+    dividing by n is the untrained set vector; with assign=all, spread=l1 it is the position sketch.
+    """
+    chrom = np.asarray(chrom)
     start = np.asarray(start, dtype=np.int64)
-    last = np.maximum(np.asarray(end, dtype=np.int64) - 1, start)
-    mid = (start + last) // 2
-    out = np.empty((len(start), len(cfg.resolutions), 3), dtype=np.int64)
+    end = np.asarray(end, dtype=np.int64)
+    n = len(start)
+    outs = []
+    if cfg.assign == "length":
+        lo, wlo, whi = level_weights(cfg, start, end)
     for level, res in enumerate(cfg.resolutions):
-        salt = np.uint64((cfg.seed * 1_000_003 + level + 1) * 0x9E3779B1)
-        for j, pos in enumerate((start, mid, last)):
-            key = (chrom << np.uint64(36)) ^ (pos // res).astype(np.uint64)
-            out[:, level, j] = (splitmix64(key ^ salt) % np.uint64(cfg.buckets)).astype(np.int64) + level * cfg.buckets
-    return out
+        if cfg.assign == "all":
+            owner, w = np.arange(n), np.ones(n)
+        else:
+            a = np.flatnonzero((lo == level) & (wlo > 1e-9))
+            b = np.flatnonzero((lo + 1 == level) & (whi > 1e-9))
+            owner = np.concatenate([a, b])
+            w = np.zeros(n)
+            w[a], w[b] = wlo[a], whi[b]
+        if not len(owner):
+            continue
+        own, keys, frac = _bins(chrom, start, end, owner, res)
+        if cfg.spread == "l2":
+            n2 = np.bincount(own, weights=frac * frac, minlength=n)
+            frac = frac / np.sqrt(n2[own])
+        h = splitmix64(keys ^ np.uint64((cfg.seed * 1_000_003 + level + 1) * 0x9E3779B1))
+        col = (h % np.uint64(cfg.buckets)).astype(np.int64) + (level * cfg.buckets if cfg.assign == "all" else 0)
+        val = np.where(h >> np.uint64(63), -1.0, 1.0) * frac * w[own]
+        outs.append((own, col, val, np.full(len(own), level, dtype=np.int64)))
+    if not outs:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, np.zeros(0), z
+    return tuple(np.concatenate(x) for x in zip(*outs))
+
+
+def position_vector(cfg: ModelConfig, chrom, start, end, level_gain: np.ndarray | None = None) -> np.ndarray:
+    """Sum over intervals of the position entries (float64), with optional per-level weights."""
+    _, col, val, lev = position_entries(cfg, chrom, start, end)
+    if level_gain is not None:
+        val = val * np.asarray(level_gain, dtype=np.float64)[lev]
+    return np.bincount(col, weights=val, minlength=cfg.buckets * cfg.pos_blocks)
 
 
 _CODE = np.full(256, 4, dtype=np.uint8)
@@ -182,6 +264,9 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)))
 
 
+POWER_RANGE = (0.05, 3.0)  # the learned power-normalisation exponent is clamped to this range
+
+
 class NumpyDeepSets:
     """The exported model: the same function as :class:`DeepSets`, in numpy."""
 
@@ -196,28 +281,30 @@ class NumpyDeepSets:
             return cls(cfg, {k: z[k] for k in z.files if k != "__config__"})
 
     def phi_sum(self, chrom, start, end, seq: np.ndarray) -> np.ndarray:
+        """Sum over intervals of phi: [position entries weighted by level | sequence phi]."""
         cfg, w = self.cfg, self.w
-        total = np.zeros(cfg.dim, dtype=np.float64)
-        for lo in range(0, len(start), cfg.chunk):
-            hi = lo + cfg.chunk
-            parts = []
-            if cfg.use_pos:
-                ids = position_ids(cfg, chrom[lo:hi], start[lo:hi], end[lo:hi])
-                parts.append(w["pos.weight"][ids].mean(axis=2).reshape(len(ids), -1))
-            if cfg.use_seq:
-                parts.append(seq[lo:hi] @ w["seq.weight"].T + w["seq.bias"])
-            z = np.concatenate(parts, axis=1)
-            h = _gelu(z @ w["mlp1.weight"].T + w["mlp1.bias"])
-            total += (z + h @ w["mlp2.weight"].T + w["mlp2.bias"]).sum(axis=0)
-        return total
+        parts = []
+        if cfg.use_pos:
+            parts.append(position_vector(cfg, chrom, start, end, w["level_gain"].astype(np.float64)))
+        if cfg.use_seq:
+            total = np.zeros(cfg.seq_dim, dtype=np.float64)
+            for lo in range(0, len(start), cfg.chunk):
+                z = seq[lo : lo + cfg.chunk] @ w["seq.weight"].T + w["seq.bias"]
+                h = _gelu(z @ w["mlp1.weight"].T + w["mlp1.bias"])
+                total += (z + h @ w["mlp2.weight"].T + w["mlp2.bias"]).sum(axis=0)
+            parts.append(total)
+        return np.concatenate(parts)
 
     def rho(self, m: np.ndarray) -> np.ndarray:
-        w, out, off = self.w, [], 0
-        for j, d in enumerate(self.cfg.blocks):
-            b = m[off : off + d]
+        cfg, w, out, off = self.cfg, self.w, [], 0
+        for j, d in enumerate(cfg.blocks):
+            b = m[off : off + d].astype(np.float64)
+            if j < cfg.pos_blocks:
+                a = float(np.clip(w["power"][j], *POWER_RANGE))
+                b = np.sign(b) * np.abs(b) ** a
             out.append(b / max(np.linalg.norm(b), 1e-12) * w["gain"][j])
             off += d
-        v = np.concatenate(out) @ w["out.weight"].T + w["out.bias"]
+        v = np.concatenate(out)
         return v / max(np.linalg.norm(v), 1e-12)
 
     def embed_arrays(self, chrom, start, end, seq) -> np.ndarray:
@@ -277,71 +364,68 @@ def build_torch_model(cfg: ModelConfig):
             super().__init__()
             self.cfg = cfg
             g = torch.Generator().manual_seed(cfg.seed)
-            D = cfg.dim
-            if cfg.use_pos:
-                self.pos = nn.Embedding(len(cfg.resolutions) * cfg.buckets, cfg.pos_dim)
-                with torch.no_grad():
-                    self.pos.weight.copy_(torch.randn(self.pos.weight.shape, generator=g) / cfg.pos_dim ** 0.5)
-                self.pos.weight.requires_grad_(cfg.learn_bins)
+            parts = set(cfg.learn.split(",")) if cfg.learn else set()
+            # position stage: the fixed sketch, with learned per-level weights and power exponent
+            self.level_gain = nn.Parameter(torch.ones(len(cfg.resolutions)), requires_grad="levels" in parts)
+            self.power = nn.Parameter(torch.ones(max(cfg.pos_blocks, 1)), requires_grad="power" in parts)
             if cfg.use_seq:
                 self.seq = nn.Linear(cfg.seq_in, cfg.seq_dim)
+                self.mlp1 = nn.Linear(cfg.seq_dim, cfg.hidden)
+                self.mlp2 = nn.Linear(cfg.hidden, cfg.seq_dim)
                 with torch.no_grad():
                     self.seq.weight.copy_(torch.randn(self.seq.weight.shape, generator=g) / cfg.seq_in ** 0.5)
                     self.seq.bias.zero_()
-            self.mlp1 = nn.Linear(D, cfg.hidden)
-            self.mlp2 = nn.Linear(cfg.hidden, D)
-            with torch.no_grad():
-                self.mlp1.weight.copy_(torch.randn(self.mlp1.weight.shape, generator=g) / D ** 0.5)
-                self.mlp1.bias.zero_()
-                self.mlp2.weight.zero_()
-                self.mlp2.bias.zero_()
-            self.gain = nn.Parameter(torch.full((len(cfg.blocks),), 1.0 / len(cfg.blocks) ** 0.5))
-            self.out = nn.Linear(D, D)
-            with torch.no_grad():
-                self.out.weight.copy_(torch.eye(D))
-                self.out.bias.zero_()
+                    self.mlp1.weight.copy_(torch.randn(self.mlp1.weight.shape, generator=g) / cfg.seq_dim ** 0.5)
+                    self.mlp1.bias.zero_()
+                    self.mlp2.weight.zero_()  # phi starts as the identity
+                    self.mlp2.bias.zero_()
+                for mod in (self.seq, self.mlp1, self.mlp2):
+                    for p in mod.parameters():
+                        p.requires_grad_("mlp" in parts)
+            self.gain = nn.Parameter(torch.full((len(cfg.blocks),), 1.0 / len(cfg.blocks) ** 0.5),
+                                     requires_grad="gains" in parts)
             self.act = nn.GELU(approximate="tanh")
-            parts = set(cfg.learn.split(",")) if cfg.learn else set()
-            self.gain.requires_grad_("gains" in parts)
-            for mod, key in ((self.mlp1, "mlp"), (self.mlp2, "mlp"), (self.out, "out")):
-                for p in mod.parameters():
-                    p.requires_grad_(key in parts)
 
-        def _phi_sum(self, ids, seq):
-            parts = []
-            if self.cfg.use_pos:
-                parts.append(self.pos(ids).mean(dim=2).flatten(1))
-            if self.cfg.use_seq:
-                parts.append(self.seq(seq))
-            z = torch.cat(parts, dim=1)
+        def _seq_sum(self, seq):
+            z = self.seq(seq)
             return (z + self.mlp2(self.act(self.mlp1(z)))).sum(dim=0)
 
         def forward_set(self, chrom, start, end, seq: np.ndarray | None, checkpointed: bool = True):
-            """Embedding of one set (unit vector); phi over checkpointed chunks."""
+            """Embedding of one set (unit vector). Position: sparse entries (numpy) scattered with
+            learned level weights; sequence: phi over checkpointed chunks, running sum only."""
             n = len(start)
-            total = None
-            for lo in range(0, n, self.cfg.chunk):
-                hi = lo + self.cfg.chunk
-                ids = torch.from_numpy(position_ids(self.cfg, chrom[lo:hi], start[lo:hi], end[lo:hi])) \
-                    if self.cfg.use_pos else torch.zeros(0)
-                sq = torch.from_numpy(np.ascontiguousarray(seq[lo:hi])) if self.cfg.use_seq else torch.zeros(0)
-                if checkpointed and torch.is_grad_enabled():
-                    # non-reentrant: correct parameter gradients and DDP-compatible (reentrant mode breaks
-                    # DDP's "mark ready once"); measured peak memory still grows with n (see RESULTS_train.md)
-                    part = checkpoint(self._phi_sum, ids, sq, use_reentrant=False)
-                else:
-                    part = self._phi_sum(ids, sq)
-                total = part if total is None else total + part
-            return self.rho(total / max(n, 1))
+            parts = []
+            if self.cfg.use_pos:
+                _, col, val, lev = position_entries(self.cfg, chrom, start, end)
+                v = torch.from_numpy(val) * self.level_gain.double()[torch.from_numpy(lev)]
+                parts.append(torch.zeros(self.cfg.buckets * self.cfg.pos_blocks, dtype=torch.float64)
+                             .index_add(0, torch.from_numpy(col), v))
+            if self.cfg.use_seq:
+                total = torch.zeros(self.cfg.seq_dim)
+                for lo in range(0, n, self.cfg.chunk):
+                    sq = torch.from_numpy(np.ascontiguousarray(seq[lo : lo + self.cfg.chunk]))
+                    if checkpointed and torch.is_grad_enabled():
+                        # non-reentrant: correct parameter gradients and DDP-compatible
+                        total = total + checkpoint(self._seq_sum, sq, use_reentrant=False)
+                    else:
+                        total = total + self._seq_sum(sq)
+                parts.append(total.double())
+            return self.rho(torch.cat(parts) / max(n, 1))
 
         def rho(self, m):
             out, off = [], 0
             for j, d in enumerate(self.cfg.blocks):
                 b = m[off : off + d]
-                out.append(b / b.norm().clamp_min(1e-12) * self.gain[j])
+                if j < self.cfg.pos_blocks:  # power normalisation sign(b)|b|^a (a learned, 1 at start)
+                    a = self.power[j].double().clamp(*POWER_RANGE)
+                    mag = b.abs()
+                    nz = mag > 0
+                    b = torch.where(nz, torch.sign(b) * torch.where(nz, mag, torch.ones_like(mag)) ** a,
+                                    torch.zeros_like(b))
+                out.append(b / b.norm().clamp_min(1e-12) * self.gain[j].double())
                 off += d
-            v = self.out(torch.cat(out))
-            return v / v.norm().clamp_min(1e-12)
+            v = torch.cat(out)
+            return (v / v.norm().clamp_min(1e-12)).float()
 
         def forward(self, items: list[tuple], checkpointed: bool = True):
             """items: (chrom, start, end, seq) per set -> (B, dim) unit rows."""

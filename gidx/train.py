@@ -12,7 +12,8 @@ A batch is a series of sub-graphs: ``seeds_per_batch`` random seed nodes, each
 with up to ``pos_per_seed`` of its positive neighbours; every node of the
 batch is an anchor with its own positives/negatives inside the batch. Sets
 larger than ``max_intervals`` are subsampled per step. Loss on cosine distance:
-online batch-hard triplet (default) or contrastive; optional graded term
+online batch-hard triplet (default), listwise (softmax of cosine over the batch against S as soft
+targets) or contrastive; with triplet/contrastive an optional graded term
 (``rank_weight``) orders a's positives by S.
 
 Split: whole *groups* of records are held out (group = record name before the
@@ -56,7 +57,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    loss: str = "triplet"  # triplet | contrastive
+    loss: str = "triplet"  # triplet | listwise (softmax over the batch, S as soft targets) | contrastive
+    temperature: float = 0.05  # listwise: cosine / temperature are the logits
     margin: float = 0.2
     pos_threshold: float = 0.2
     neg_max: float = 0.05
@@ -67,16 +69,17 @@ class TrainConfig:
     steps_per_epoch: int = 40
     epochs: int = 20
     patience: int = 4
-    lr: float = 3e-3
-    max_intervals: int = 512
+    lr: float = 3e-2
+    max_intervals: int = 4096
     val_fraction: float = 0.15
+    val_within: float = 0.0  # also hold out this fraction of the records of every training family
     val_k: int = 20
     seed: int = 0
     name: str = "M"
 
     def __post_init__(self) -> None:
-        if self.loss not in ("triplet", "contrastive"):
-            raise GidxError(f"--loss must be triplet or contrastive, not {self.loss!r}")
+        if self.loss not in ("listwise", "triplet", "contrastive"):
+            raise GidxError(f"--loss must be listwise, triplet or contrastive, not {self.loss!r}")
 
 
 # ---- graph and sampler ------------------------------------------------------------------
@@ -144,8 +147,10 @@ def sample_batch(graph: Graph, train: list[int], rng, seeds: int, per_seed: int)
     return out
 
 
-def split_records(names: dict[int, str], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train ids, held-out ids): whole groups (name before the first '/') are held out."""
+def split_records(names: dict[int, str], val_fraction: float, seed: int,
+                  within: float = 0.0) -> tuple[list[int], list[int]]:
+    """(train ids, held-out ids): whole groups (name before the first '/') are held out, and with
+    ``within`` > 0 also that fraction of the records of every other group (relatives stay in training)."""
     groups: dict[str, list[int]] = {}
     for r, nm in sorted(names.items()):
         groups.setdefault(nm.split("/", 1)[0] if "/" in nm else nm, []).append(r)
@@ -155,6 +160,9 @@ def split_records(names: dict[int, str], val_fraction: float, seed: int) -> tupl
     n_val = max(1, int(round(val_fraction * len(keys)))) if len(keys) > 1 else 0
     held = sorted(r for k in keys[:n_val] for r in groups[k])
     train = sorted(r for k in keys[n_val:] for r in groups[k])
+    if within > 0:
+        out = {r for k in keys[n_val:] for r in groups[k][1:] if rng.random() < within}  # keep each group's first
+        held, train = sorted(set(held) | out), [r for r in train if r not in out]
     return train, held
 
 
@@ -164,6 +172,18 @@ def split_records(names: dict[int, str], val_fraction: float, seed: int) -> tupl
 def batch_loss(emb, S: np.ndarray, pos: np.ndarray, neg: np.ndarray, cfg: TrainConfig):
     import torch
 
+    if cfg.loss == "listwise":  # cross-entropy of softmax(cos / T) over the batch against S / sum(S), per anchor
+        St = torch.from_numpy(S).float().clone()
+        St.fill_diagonal_(0)
+        tot = St.sum(1)
+        ok = tot > 0
+        if not ok.any():
+            return (emb * 0).sum(), 0
+        logits = (emb @ emb.T) / cfg.temperature
+        logits = logits.masked_fill(torch.eye(len(S), dtype=torch.bool), -1e9)
+        logp = torch.log_softmax(logits, dim=1)
+        loss = -((St / tot.clamp_min(1e-12)[:, None]) * logp).sum(1)[ok].mean()
+        return loss, int(ok.sum())
     d = 1.0 - emb @ emb.T  # cosine distance
     P, N = torch.from_numpy(pos), torch.from_numpy(neg)
     anchors = P.any(1) & N.any(1)
@@ -283,7 +303,8 @@ def train(index: "Index", mcfg: ModelConfig = ModelConfig(), tcfg: TrainConfig =
         names = dict(conn.execute(text("select id, name from records")).fetchall())
     graph = Graph.from_arrays(*load_seqpare(index), tcfg.pos_threshold, tcfg.neg_max)
     truth = Truth.from_arrays(*load_seqpare(index))
-    train_ids, held = split_records({int(k): v for k, v in names.items()}, tcfg.val_fraction, tcfg.seed)
+    train_ids, held = split_records({int(k): v for k, v in names.items()}, tcfg.val_fraction, tcfg.seed,
+                                     tcfg.val_within)
     if not train_ids or not held:
         raise GidxError("need at least two record groups to train (one is held out for validation)")
     if not any(graph.neighbourhood(a) & set(train_ids) for a in train_ids):

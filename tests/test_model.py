@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gidx.intervals import IntervalSet
-from gidx.model import ModelConfig, NumpyDeepSets, build_torch_model, kmer_features, position_ids, sequence_features
+from gidx.model import ModelConfig, NumpyDeepSets, build_torch_model, kmer_features, position_entries, sequence_features
 
 from conftest import HG19_SIZES
 
@@ -70,8 +70,8 @@ def test_each_interval_counts_once_duplicates_change_the_embedding():
 
 def test_checkpointed_chunks_give_the_same_gradients():
     g = _genome()
-    cfg_small = ModelConfig(features="both", buckets=256, chunk=97, hidden=32, learn_bins=True, learn="gains,mlp,out")
-    cfg_whole = ModelConfig(features="both", buckets=256, chunk=10**9, hidden=32, learn_bins=True, learn="gains,mlp,out")
+    cfg_small = ModelConfig(features="both", buckets=256, chunk=97, hidden=32)
+    cfg_whole = ModelConfig(features="both", buckets=256, chunk=10**9, hidden=32)
     sets = [_set(500, seed=i, chroms=tuple(g.names)) for i in range(3)]
     seqs = [sequence_features(cfg_small, g, s) for s in sets]
     grads = []
@@ -89,19 +89,32 @@ def test_position_ids_and_kmer_features_are_deterministic():
     g = _genome()
     cfg = ModelConfig(buckets=1024)
     s = _set(200, chroms=tuple(g.names))
-    a = position_ids(cfg, s.chrom, s.start, s.end)
-    assert a.shape == (200, len(cfg.resolutions), 3)
-    assert (a >= 0).all() and (a < len(cfg.resolutions) * cfg.buckets).all()
-    assert np.array_equal(a, position_ids(cfg, s.chrom, s.start, s.end))
+    own, col, val, lev = position_entries(cfg, s.chrom, s.start, s.end)
+    assert (col >= 0).all() and (col < cfg.buckets).all() and set(own.tolist()) == set(range(200))
+    assert np.allclose(np.bincount(own, weights=val * val), 1.0)  # spread=l2: every interval has unit weight
+    for x, y in zip((own, col, val, lev), position_entries(cfg, s.chrom, s.start, s.end)):
+        assert np.array_equal(x, y)
     k1 = kmer_features(g, s, 128, 12, 64)
     ok = (s.end - s.start) >= 12  # shorter intervals hold no 12-mer: zero features
     assert np.allclose(np.linalg.norm(k1, axis=1)[ok], 1.0, atol=1e-5) and not k1[~ok].any()
     assert np.array_equal(k1, kmer_features(g, s, 128, 12, 64))
 
 
+def test_untrained_sketch_config_is_exactly_the_position_sketch():
+    from gidx.sketch import PositionSketch
+
+    cfg = ModelConfig.sketch()
+    net = NumpyDeepSets(cfg, build_torch_model(cfg).export())
+    for seed in range(3):
+        s = _set(300, seed=seed)
+        s = IntervalSet(s.chroms, s.chrom, s.start, s.start + (s.end - s.start) * (1 + 20 * (seed == 2)))
+        v = net.embed_arrays(s.chrom, s.start, s.end, np.zeros((len(s), 0), np.float32))
+        assert np.allclose(v, PositionSketch().embed_one(s), atol=1e-6)
+
+
 def test_untrained_model_is_sketch_like():
-    """At initialisation phi is the identity: the embedding is a random projection of the bin histogram,
-    so a set is far closer to a lightly perturbed copy than to an unrelated set."""
+    """Untrained, the model is a (length-class) position sketch: a set is far closer to a lightly
+    perturbed copy than to an unrelated set."""
     cfg = ModelConfig(features="position", buckets=8192)
     net = NumpyDeepSets(cfg, build_torch_model(cfg).export())
     s, o = _set(800, seed=1), _set(800, seed=2)

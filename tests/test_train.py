@@ -23,7 +23,7 @@ TINY = dict(epochs=4, steps_per_epoch=8, seeds_per_batch=6, pos_per_seed=2, max_
 def _tiny_model():
     from gidx.model import ModelConfig
 
-    return ModelConfig(features="position", buckets=1024, pos_dim=32, hidden=32, chunk=64)
+    return ModelConfig(features="position", buckets=1024, hidden=32, chunk=64)
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +158,6 @@ def test_tiny_training_beats_untrained_and_activates(idx_copy):
     assert t.num_rows == 3
 
 
-@pytest.mark.xfail(reason="not achieved: on held-out families (loci never trained on) training has not beaten "
-                   "the untrained model yet; see benchmarks/RESULTS_train.md", strict=False)
 def test_tiny_training_raises_heldout_recall(idx_copy):
     from gidx.train import TrainConfig, train
 
@@ -208,7 +206,7 @@ def test_torchrun_two_process_gloo(idx_copy):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [torchrun, "--nproc_per_node", "2", "--master_port", "29517", "-m", "gidx.cli.train", "train",
            "-i", str(idx_copy.path), "--epochs", "2", "--steps", "4", "--seeds", "4", "--per-seed", "2",
-           "--max-intervals", "64", "--val-fraction", "0.25", "--val-k", "5", "--buckets", "1024", "--pos-dim", "32",
+           "--max-intervals", "64", "--val-fraction", "0.25", "--val-k", "5", "--buckets", "1024",
            "--hidden", "32", "--quiet"]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stderr[-3000:]
