@@ -39,11 +39,18 @@ def run_demo(keep: Path | None = None, quiet: bool = False) -> Path:
     table = idx.query(q, k=10)
     emit(table, Format.table, title=f"records most similar to {q.name}")
     qid = (table.schema.metadata or {}).get(b"gidx.query_id", b"?").decode()
+    say(f"$ gidx truth -i {where}")
+    with Bar("truth", quiet) as bar:
+        truth = idx.truth(progress=bar)
+    say(f"  exact seqpare of every pair: {truth.pairs} pairs with S > 0 stored in table `seqpare` "
+        f"in {truth.seconds:.2f} s")
     say(f"""
 Try next (the index stays in {where}):
   gidx ls -i {where}
   gidx query {beds / 'macs3_hmmratac/hmmratac_yeast500k_accessible_regions.narrowPeak.gz'} -i {where} -k 5 --format tsv
-  gidx sql -i {where} "select r.rank, rec.name, r.score from query_results r join records rec on rec.id = r.record_id where r.query_id = {qid} order by r.rank"
+  gidx sql -i {where} "select r.rank, rec.name, r.score, r.exact_score from query_results r join records rec on rec.id = r.record_id where r.query_id = {qid} order by r.rank"
+  gidx sql -i {where} "select q.name query, t.name target, s from seqpare join records q on q.id = query_id join records t on t.id = target_id where query_id <> target_id order by s desc limit 5"
+  gidx train -i {where}     # learn set embeddings from the seqpare table (more records make it worthwhile: gidx corpus)
   gidx info -i {where}
   duckdb {where / 'catalog.duckdb'}     # the catalog is a plain DuckDB file (close gidx first)""")
     return where
