@@ -106,6 +106,7 @@ class Index:
         self._genome: Genome | None = None
         self._vectors = None
         self._snap: tuple | None = None
+        self._overlap: tuple | None = None
 
     # ---- lifecycle ------------------------------------------------------
 
@@ -435,10 +436,19 @@ class Index:
             OverlapIndex.compact(seg_dir, self.record_ids())
 
     def overlap(self, live: set[int] | None = None):
-        """The exact-seqpare overlap structure over the live records."""
-        from .seqpare import OverlapIndex
+        """The exact-seqpare overlap structure over the live records.
 
-        return OverlapIndex.open(self.path / SEGMENTS, live if live is not None else self.record_ids())
+        Kept open between queries while neither the catalog nor the segment folder
+        changes (segments are immutable; the catalog decides which records live)."""
+        from .seqpare import SEGMENT_PREFIX, OverlapIndex
+
+        seg_dir = self.path / SEGMENTS
+        names = tuple(sorted(p.name for p in seg_dir.iterdir() if p.name.startswith(SEGMENT_PREFIX))) \
+            if seg_dir.exists() else ()
+        key = (self.catalog.signature(), names, None if live is None else frozenset(live))
+        if self._overlap is None or self._overlap[0] != key:
+            self._overlap = (key, OverlapIndex.open(seg_dir, live if live is not None else self.record_ids()))
+        return self._overlap[1]
 
     def truth(self, top_k: int = 0, progress: Progress | None = None):
         """Compute exact seqpare ground truth into the catalog (incremental, resumable)."""
@@ -469,6 +479,7 @@ class Index:
             np.concatenate([s.chrom for s in sets]),
             np.concatenate([s.start for s in sets]),
             np.concatenate([s.end for s in sets]),
+            records=np.asarray(ids, dtype=np.int64),
         )
         # 2. the catalog commit makes the records visible
         g = self.genome

@@ -53,15 +53,22 @@ and one kernel (``_match_runs``) matches them, for all records at once:
   number of records.
 * the *sweep join* (:func:`pair`, and searches restricted to a few candidate
   records with ``records=``): each record's intervals are also stored in *target
-  order*; a sweep over one record and the query costs the record's intervals +
-  the query + pairs, so a restricted search scales with the candidates, not with
-  the index.
+  order*; a sweep over one record and the query, skipping query stretches far from
+  its intervals, costs the record's intervals + pairs (+ nearby queries), so a
+  restricted search scales with the candidates, not with the index.
+
+Both joins run in worker threads (the kernels release the GIL; the class join splits
+the query by chromosome, the sweep by record); targets are addressed by their
+position in the segment's record layout, so one scratch array per search holds what
+every target of every record currently holds.
 
 Persistence: an index folder holds immutable segments ``seg-<time>-<uuid>/`` (one
-per ingest batch; ``.npy`` files, memory-mapped on open), written under a
-temporary name and renamed atomically. The catalog says which records exist:
-records it does not list are ignored (tombstones, orphans of a crashed ingest),
-and a record found in several segments is read from the newest one only.
+per ingest batch: the record layout and class layout as ``.npy`` files,
+memory-mapped on open, and a ``format.json``), written under a temporary name and
+renamed atomically. The catalog says which records exist: records it does not list
+are ignored (tombstones, orphans of a crashed ingest), and a record found in several
+segments is read from the newest one only. ``compact`` rewrites the live records
+into one segment, writing it before deleting the old ones.
 """
 
 from __future__ import annotations
@@ -134,10 +141,6 @@ def similarity(teo, n_t, n_q):
 
 # ---------------------------------------------------------------------------
 # numba kernels
-#
-# Targets are addressed by their *position* in the segment's record layout
-# (records contiguous, each in target order), so one scratch array indexed by
-# position holds what every target currently holds, for all records at once.
 
 
 @numba.njit(cache=True, inline="always")
@@ -685,6 +688,8 @@ class _Query:
         start = np.asarray(query.start, dtype=np.int64)
         end = np.asarray(query.end, dtype=np.int64)
         n = len(chrom)
+        if np.any(start > end):
+            raise ValueError("query intervals need start <= end (the BED reader drops other lines)")
         if n and not _is_processing_order(chrom, start):
             order = np.lexsort((start, chrom))  # stable: equal starts keep file order
             chrom, start, end = chrom[order], start[order], end[order]
