@@ -286,6 +286,23 @@ app.add_typer(memo_app, name="memo")
 _train.register(app)
 
 
+STORAGE_ERRORS = ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded")
+
+
+def _storage_problem(exc: BaseException) -> str | None:
+    """A full disk or an unwritable index folder, from any layer (OS, DuckDB, LanceDB, Zarr)."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    text = str(exc)
+    for marker in STORAGE_ERRORS:
+        if marker in text:
+            return marker
+    return None
+
+
 def main() -> None:
     from gidx.errors import GidxError
 
@@ -296,6 +313,14 @@ def main() -> None:
         for p in getattr(e, "problems", [])[1:]:
             _err(f"  {p}")
         sys.exit(e.exit_code)
+    except Exception as e:
+        problem = _storage_problem(e)
+        if problem is None:
+            raise
+        # every write path commits the catalog last, so what was stored before is intact
+        _err(f"Error: cannot write the index ({problem}); work committed before this point is kept, "
+             "the rest was not stored: free space or fix permissions and rerun")
+        sys.exit(2)
     except KeyboardInterrupt:
         _err("Interrupted")
         sys.exit(130)

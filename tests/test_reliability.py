@@ -99,3 +99,40 @@ def test_two_concurrent_ingests_serialise(tmp_path):
     live = idx.record_ids()
     assert len([i for i in ids if int(i) in live]) == len(live)  # one vector per record; the loser's are orphans
     assert np.all(np.isin(list(live), ids))
+
+
+def test_full_disk_during_ingest_is_a_clean_error(yeast_noalias_copy, gidx_cli, monkeypatch):
+    """ENOSPC while writing vectors: one-line error, exit 2, catalog untouched, index checks out."""
+    import errno
+
+    from conftest import YEAST_BEDS, catalog_snapshot
+
+    from gidx.check import check_index
+    from gidx.vectors import VectorStore
+
+    before = catalog_snapshot(yeast_noalias_copy)
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(yeast_noalias_copy / "vectors.lance"))
+
+    monkeypatch.setattr(VectorStore, "add", full)
+    r = gidx_cli("ingest", YEAST_BEDS / "winston_annotations" / "SSA4.bed", "-i", yeast_noalias_copy)
+    assert r.code == 2
+    assert len(r.error_lines) == 1 and "No space left on device" in r.error_lines[0]
+    assert catalog_snapshot(yeast_noalias_copy)["records"] == before["records"]
+    monkeypatch.undo()
+    assert check_index(Index.open(yeast_noalias_copy)).ok
+    assert gidx_cli("ingest", YEAST_BEDS / "winston_annotations" / "SSA4.bed", "-i", yeast_noalias_copy).code == 0
+
+
+def test_record_names_never_become_paths(yeast_noalias_copy, tmp_path):
+    """A record named like a path ('../../x') is only a catalog value: nothing is written outside the index."""
+    import os
+
+    src = YEAST_BEDS / "winston_annotations" / "SSA4.bed"
+    outside = sorted(os.listdir(yeast_noalias_copy.parent))
+    idx = Index.open(yeast_noalias_copy)
+    rep = idx.ingest([src], name="../../escape")
+    assert rep.added == ["../../escape"]
+    assert sorted(os.listdir(yeast_noalias_copy.parent)) == outside
+    assert idx.query(src, k=1, rerank=None)["record"][0].as_py() == "../../escape"
