@@ -11,9 +11,19 @@
    genome is there). Base length 800 bp so that +100 at both ends still fits tiny-1k.
    With random weights (the fixtures) the numbers say how the architecture mixes
    positions, not what a trained model has learned.
+3. ``--pipeline``: the same model through gidx's streaming ``Pipeline`` as a memo fill
+   runs it (tile sequences fetched from the genome per chunk, collate, forward, decollate,
+   write), against the bare ``encoder.embed`` on the same tiles' sequences fetched
+   beforehand. N tiles of 1 kbp (``Tiling(1024, 1, 1)``) from the bundled yeast genome,
+   one torch thread; sinks: a numpy array (pipeline stages only) and the memo's Zarr arrays
+   (``TileMemo`` write path, a fresh memo per run); 0, 1 and 2 DataLoader workers for the
+   data side. Goal: pipeline >= 0.8 x bare. Runs of all configurations alternate, round
+   after round, so that load from other processes hits them alike.
 
     .venv/bin/python benchmarks/bench_hyenadna.py [--quick] [--checkpoint DIR]
         [--device cuda --autocast bf16] [--threads 1,2] [--genome FASTA.gz]
+    .venv/bin/python benchmarks/bench_hyenadna.py --pipeline [--tiles 256] [--chunk-bp 65536]
+        [--batch-sizes 8,32] [--workers 0,1,2] [--rounds 2] [--threads 1]
 """
 
 from __future__ import annotations
@@ -155,6 +165,108 @@ def yeast_windows(path: Path, n: int, length: int, rng) -> list[str]:
         return out
 
 
+YEAST_BUNDLED = REPO / "gidx" / "data" / "sacCer3" / "S_cerevisiae.fasta.gz"
+
+
+def pipeline_vs_bare(args) -> None:
+    """Section 3 (see the module docstring)."""
+    from gidx.genome import Genome
+    from gidx.memo import TileMemo
+    from gidx.pipeline import Pipeline
+    from gidx.tiling import Tiling
+
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    threads = args.threads[0]
+    enc = HyenaDNAEncoder(args.checkpoint, device=args.device, autocast=args.autocast, threads=threads)
+    tiling = Tiling(1024, 1, 1)
+    with tempfile.TemporaryDirectory(prefix="bench_hyenadna_") as tmp:
+        genome = Genome.from_fasta(YEAST_BUNDLED, "sacCer3", cache_dir=Path(tmp) / "fai")
+        chrom = genome.code_of[args.chrom]
+
+        def new_memo(i: int, bs: int, workers: int) -> TileMemo:
+            return TileMemo(Path(tmp) / f"memo{i}", genome, tiling, enc, chunk_bp=args.chunk_bp,
+                            batch_size=bs, workers=workers)
+
+        probe = new_memo(0, 8, 0)
+        refs = probe.chunk_refs((chrom, 0, 0))
+        n_items = -(-args.tiles // probe.layout.chunk_len((chrom, 0, 0)))
+        refs = refs[:n_items]
+        n_tiles = sum(b - a for a, b in map(probe.layout.tile_range, refs))
+        starts, ends = tiling.tile_bounds(0, 0, np.arange(n_tiles))
+        seqs = genome.fetch(np.full(n_tiles, chrom), starts, ends)  # pre-fetched for the bare runs
+        assert all(len(x) == 1024 for x in seqs)
+        print(f"## Pipeline vs bare forward: {args.checkpoint.name} (random weights), {args.device}, "
+              f"{threads} torch thread(s)\n")
+        print(f"{n_tiles} tiles of 1024 bp from {args.chrom}:0-{n_tiles * 1024:,} (bundled sacCer3), "
+              f"{len(refs)} pipeline items (memo chunks of {probe.layout.chunk_len((chrom, 0, 0))} tiles); "
+              f"{args.rounds} rounds, all configurations alternating; seq/s from the median (best) wall time.\n")
+
+        counter = iter(range(1, 1 << 30))
+        sinks: dict = {}
+
+        def bare(bs):
+            def fn():
+                enc.batch_size = bs
+                sinks["bare", bs] = enc.embed(seqs)
+            return fn
+
+        def numpy_sink(bs, workers):
+            def fn():
+                memo = new_memo(0, bs, workers)  # only for its sequence stage and layout
+                out = np.empty((n_tiles, enc.dim), dtype=np.float32)
+
+                def write(ref, rows):
+                    a, b = memo.layout.tile_range(ref)
+                    out[a:b] = rows
+
+                Pipeline(preprocess=memo._sequences, collate=enc.collate, forward=enc.forward,
+                         decollate=enc.decollate, batch_size=bs, workers=workers,
+                         worker_init=memo._sequences.reopen).run(refs, write)
+                sinks["numpy", bs, workers] = out
+            return fn
+
+        def zarr_sink(bs, workers):
+            state = {}
+
+            def setup():
+                state["memo"] = new_memo(next(counter), bs, workers)
+
+            def fn():
+                memo = state["memo"]
+                memo._pipeline(workers).run(refs, write=memo._write_chunk)
+                sinks["zarr", bs, workers] = (memo, np.asarray(memo._grid_arrays((chrom, 0, 0), False)[0][:n_tiles]))
+            return setup, fn
+
+        configs = []  # (label, bs, workers, setup, fn)
+        for bs in args.batch_sizes:
+            configs.append(("bare `encoder.embed`, pre-fetched", bs, None, None, bare(bs)))
+            configs.append(("pipeline -> numpy", bs, 0, None, numpy_sink(bs, 0)))
+            for w in args.workers:
+                configs.append(("pipeline -> Zarr memo", bs, w, *zarr_sink(bs, w)))
+        times = [[] for _ in configs]
+        for r in range(args.rounds + 1):  # round 0: warm-up (FFT plans, filter cache, imports)
+            for (label, bs, w, setup, fn), t in zip(configs, times):
+                if setup:
+                    setup()
+                sync()
+                t0 = time.perf_counter()
+                fn()
+                sync()
+                if r:
+                    t.append(time.perf_counter() - t0)
+        import os
+        print(f"load average after the runs: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+        print("| batch | path | data-side workers | seq/s median (best) | vs bare (median) | max abs diff vs bare |")
+        print("|---:|---|---:|---:|---:|---:|")
+        for (label, bs, w, _, _), t in zip(configs, times):
+            base = times[configs.index(next(c for c in configs if c[1] == bs and c[2] is None))]
+            out = sinks["bare", bs] if w is None else sinks["numpy", bs, w] if "numpy" in label else sinks["zarr", bs, w][1]
+            diff = float(np.abs(out - sinks["bare", bs]).max())
+            print(f"| {bs} | {label} | {'' if w is None else w} | {n_tiles / statistics.median(t):,.1f} "
+                  f"({n_tiles / min(t):,.1f}) | {statistics.median(base) / statistics.median(t):.2f} | {diff:.1e} |")
+        print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
@@ -164,8 +276,21 @@ def main() -> None:
     parser.add_argument("--genome", type=Path, default=GENOME, help="bgzip FASTA for real windows")
     parser.add_argument("--quick", action="store_true", help="short run: fewer repeats and windows")
     parser.add_argument("--skip-ends", action="store_true", help="throughput only")
+    parser.add_argument("--pipeline", action="store_true", help="only section 3: pipeline vs bare forward")
+    parser.add_argument("--tiles", type=int, default=256, help="--pipeline: tiles of 1 kbp to embed")
+    parser.add_argument("--chunk-bp", type=int, default=1 << 16, help="--pipeline: memo chunk (one pipeline item)")
+    parser.add_argument("--chrom", default="chrIV", help="--pipeline: yeast chromosome the tiles come from")
+    parser.add_argument("--batch-sizes", default="8,32", help="--pipeline: batch sizes, comma-separated")
+    parser.add_argument("--workers", default="0,1,2", help="--pipeline: data-side worker counts, comma-separated")
+    parser.add_argument("--rounds", type=int, default=2, help="--pipeline: timed rounds (after one warm-up)")
     args = parser.parse_args()
     args.threads = [int(t) for t in args.threads.split(",")]
+    if args.pipeline:
+        args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+        args.workers = [int(w) for w in args.workers.split(",")]
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} default threads\n")
+        pipeline_vs_bare(args)
+        return
     args.lengths, args.batch_sizes = [200, 1000], [1, 8, 32, 64]
     args.min_seconds = 0.3 if args.quick else 2.0
 

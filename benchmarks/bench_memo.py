@@ -16,6 +16,15 @@
     float16), and fidelity per memo byte for tiling variants (base 64/128, offsets 2/4/8).
 
     .venv/bin/python benchmarks/bench_memo.py [--quick] [--workers 2] [--json out.json]
+        [--encoder SPEC]
+    .venv/bin/python benchmarks/bench_memo.py --fidelity-only --sample 2000 \
+        --encoder hyenadna:tests/data/hyenadna/tiny-random --chunk-bp 1024 --workers 0
+
+``--encoder`` (default kmer, k=12, dim=256) is any ``load_encoder`` spec. ``--fidelity-only``
+runs part (a) alone on a random sample of the yeast intervals (``--sample``, seed
+``--seed``), filling only the memo chunks those intervals touch; a small ``--chunk-bp``
+keeps that close to the tiles actually used (a slow encoder such as HyenaDNA on CPU
+cannot fill the whole genome in a benchmark's time).
 
 Targets: warm >= 200k intervals/s; mean fidelity cosine >= 0.95; tile-path recall
 within 0.02 of direct.
@@ -269,26 +278,79 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes for fills and direct embeddings")
     parser.add_argument("--json", type=Path, help="write all numbers here")
     parser.add_argument("--tmp", type=Path, help="scratch folder (default: a new temporary folder, removed after)")
+    parser.add_argument("--encoder", default=ENCODER, help="encoder spec, e.g. kmer or hyenadna:FOLDER")
+    parser.add_argument("--fidelity-only", action="store_true", help="part (a) only, on --sample yeast intervals")
+    parser.add_argument("--sample", type=int, default=2000, help="--fidelity-only: intervals sampled (0 = all)")
+    parser.add_argument("--seed", type=int, default=0, help="--fidelity-only: sampling seed")
+    parser.add_argument("--chunk-bp", type=int, default=None, help="--fidelity-only: memo chunk_bp")
     args = parser.parse_args()
+    set_encoder(args.encoder)
     scratch = Path(tempfile.mkdtemp(prefix="bench_memo_", dir=args.tmp))
     results: dict = {"quick": args.quick, "cpus": os.cpu_count()}
+    results["encoder"] = ENCODER
     try:
-        run(args, scratch, results)
+        (fidelity_only if args.fidelity_only else run)(args, scratch, results)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=float))
 
 
-def run(args, scratch: Path, results: dict) -> None:
-    quick, workers = args.quick, args.workers
-    tiling = Tiling()
+def set_encoder(spec: str) -> None:
+    global ENCODER
+    ENCODER = spec
+
+
+def yeast_genome(scratch: Path) -> Genome:
     # a plain-text copy: faster random reads, and pyfaidx 0.9.2.2 fails on bgzip reads that start
     # exactly at a BGZF block boundary (e.g. chrXVI:592187 of this file; see the report)
     plain = scratch / "sacCer3.fa"
     with gzip.open(YEAST_FASTA, "rb") as src, open(plain, "wb") as dst:
         shutil.copyfileobj(src, dst)
-    yeast = Genome.from_fasta(plain, "sacCer3", cache_dir=scratch / "fai")
+    return Genome.from_fasta(plain, "sacCer3", cache_dir=scratch / "fai")
+
+
+def fidelity_only(args, scratch: Path, results: dict) -> None:
+    """Part (a) alone, on a sample of the yeast intervals (see the module docstring)."""
+    tiling, workers = Tiling(), args.workers
+    yeast = yeast_genome(scratch)
+    yeast_all = concat(read_folder([YEAST_BED], yeast, aliases={"chrM": "chrmt"}).values())
+    n_all = len(yeast_all)
+    if args.sample and args.sample < n_all:
+        keep = np.sort(np.random.default_rng(args.seed).choice(n_all, args.sample, replace=False))
+        yeast_all = subset(yeast_all, keep)
+    enc = load_encoder(ENCODER)
+    opts = {"chunk_bp": args.chunk_bp} if args.chunk_bp else {}
+    memo = TileMemo(scratch / "fid", yeast, tiling, enc, workers=workers, **opts)
+    print(f"yeast: {len(yeast_all):,} of {n_all:,} intervals (seed {args.seed}), "
+          f"{int((yeast_all.end - yeast_all.start).sum()):,} bp; {tiling!r}, encoder {ENCODER}, "
+          f"memo chunk_bp {memo.chunk_bp}, workers {workers}")
+    print("\n(a) fidelity: cosine(tile path, direct path) per interval")
+    t0 = time.perf_counter()
+    direct = interval_embeddings(yeast_all, yeast, tiling, memo, mode="direct", workers=workers)
+    t1 = time.perf_counter()
+    tiles = interval_embeddings(yeast_all, yeast, tiling, memo)
+    t2 = time.perf_counter()
+    fid = fidelity_table(yeast_all, tiles, direct)
+    results["fidelity_yeast"] = fid
+    print_fidelity("yeast (real sequence)", fid)
+    sqrt_fid = fidelity_table(yeast_all, interval_embeddings(yeast_all, yeast, tiling, memo, weighting="sqrt"),
+                              direct)
+    results["fidelity_yeast_sqrt_weights"] = sqrt_fid
+    print(f"  with weighting='sqrt': mean {sqrt_fid['mean']:.3f}, p5 {sqrt_fid['p5']:.3f}, p50 {sqrt_fid['p50']:.3f}")
+    for b in sqrt_fid["buckets"]:
+        print(f"    {b['bucket']:>12} bp  n={b['n']:>6}  mean {b['mean']:.3f}  p5 {b['p5']:.3f}  p50 {b['p50']:.3f}")
+    st = memo.stats
+    results["seconds"] = {"direct": t1 - t0, "tiles_cold": t2 - t1}
+    print(f"  direct path {t1 - t0:.1f} s; tile path (cold: {st.tiles_computed:,} tiles in "
+          f"{st.chunks_computed:,} chunks computed) {t2 - t1:.1f} s; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def run(args, scratch: Path, results: dict) -> None:
+    quick, workers = args.quick, args.workers
+    tiling = Tiling()
+    yeast = yeast_genome(scratch)
     yeast_files = read_folder([YEAST_BED], yeast, aliases={"chrM": "chrmt"})
     yeast_all = concat(yeast_files.values())
     print(f"yeast: {len(yeast_files)} BED files, {len(yeast_all):,} intervals; {tiling!r}, encoder {ENCODER}")
@@ -404,7 +466,7 @@ def run(args, scratch: Path, results: dict) -> None:
 
 def print_fidelity(title: str, fid: dict) -> None:
     print(f"  {title}: {fid['n']:,} intervals: mean {fid['mean']:.3f}, p5 {fid['p5']:.3f}, p50 {fid['p50']:.3f}  "
-          f"(left out: {fid['no_tile']} without a tile, {fid['direct_zero']} shorter than k)")
+          f"(left out: {fid['no_tile']} without a tile, {fid['direct_zero']} with a zero direct vector)")
     for b in fid["buckets"]:
         print(f"    {b['bucket']:>12} bp  n={b['n']:>6}  mean {b['mean']:.3f}  p5 {b['p5']:.3f}  p50 {b['p50']:.3f}")
 
