@@ -445,7 +445,7 @@ class Index:
         seg_dir = self.path / SEGMENTS
         names = tuple(sorted(p.name for p in seg_dir.iterdir() if p.name.startswith(SEGMENT_PREFIX))) \
             if seg_dir.exists() else ()
-        key = (self.catalog.signature(), names, None if live is None else frozenset(live))
+        key = (names, frozenset(live) if live is not None else frozenset(self.record_ids()))
         if self._overlap is None or self._overlap[0] != key:
             self._overlap = (key, OverlapIndex.open(seg_dir, live if live is not None else self.record_ids()))
         return self._overlap[1]
@@ -602,6 +602,10 @@ class Index:
         qid = None
         if save:
             with self.catalog.connect(write=True) as conn:
+                # under the write lock nobody else can commit: if the catalog is as our
+                # snapshot saw it, our own insert is its only change (and leaves the
+                # snapshot's tables alone), so the snapshot stays valid after it
+                still_valid = self._snap is not None and self._snap[0] == self.catalog.signature()
                 qid = conn.execute(text(
                     "insert into queries (created_at, name, source_path, content_hash, n_intervals, k, encoder_id, mode, elapsed_ms) "
                     "values (:t, :n, :p, :h, :ni, :k, :e, :m, :ms) returning id"
@@ -614,6 +618,8 @@ class Index:
                 raw.register("gidx_new_results", res_tbl)
                 raw.execute("insert into query_results by name select * from gidx_new_results")
                 raw.unregister("gidx_new_results")
+            if still_valid:
+                self._snap = (self.catalog.signature(), self._snap[1])
         meta = {b"gidx.query_id": str(qid).encode() if qid else b"", b"gidx.elapsed_ms": f"{elapsed:.2f}".encode(),
                 b"gidx.mode": mode.encode()}
         return table.replace_schema_metadata(meta)
