@@ -42,7 +42,7 @@ def _family(tmp_path, n: int):
     out = tmp_path / "family"
     out.mkdir()
     for i in range(n):
-        lines = [f"{g.names[c]}\t{max(0, s - i)}\t{e}" for c, s, e in zip(src.chrom, src.start, src.end)]
+        lines = [f"{g.names[c]}\t{max(0, s - i - 1)}\t{e}" for c, s, e in zip(src.chrom, src.start, src.end)]
         (out / f"copy{i:03d}.bed").write_text("\n".join(lines) + "\n")
     return out
 
