@@ -5,7 +5,7 @@
   .venv/bin/python benchmarks/bench_train.py latency -i IDX100 -i IDX1000 -i IDX10000 --queries CORPUS_DIR \
       [-n 50] [--cli-runs 10] [--encoders sketch,1]   # query latency vs records (in-process, CLI)
 
-Raw JSON under benchmarks/out/, PNGs under benchmarks/figures/ (see benchmarks/RESULTS_train.md).
+Raw JSON under benchmarks/out/, PNGs under benchmarks/figures/ (see benchmarks/RESULTS.md section 5).
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def latency(indexes: list[str], queries: str, n: int, cli_runs: int, encoders: l
 
 
 def plot(res: dict, name: str) -> None:
-    """PNGs under benchmarks/figures/ (referenced from RESULTS_train.md)."""
+    """PNGs under benchmarks/figures/ (referenced from RESULTS.md)."""
     import matplotlib
 
     matplotlib.use("Agg")

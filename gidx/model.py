@@ -15,7 +15,7 @@ interval of length L goes to the resolution ~ L / ``bins_per_interval`` (10 bp .
 factor sqrt(10); split over the two nearest with cos/sin weights), spread with unit L2
 norm, one shared block -- so the inner product of two intervals approximates their
 bp-level overlap / sqrt(L_a L_b), close to seqpare's per-pair Jaccard (measured in
-benchmarks/RESULTS_train.md: held-out recall@20 0.90 untrained vs 0.69 for the sketch).
+benchmarks/RESULTS.md section 5: held-out recall@20 0.90 untrained vs 0.69 for the sketch).
 Learned on top (locus-agnostic, so it transfers to loci never trained on): per-resolution
 weights (= interval-length classes), a power normalisation sign(v)|v|^a of the aggregated
 bucket vector (a learned, 1 at start), block gains.
