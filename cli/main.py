@@ -143,8 +143,8 @@ def query(
     meta = table.schema.metadata or {}
     emit(table, fmt, out, title=f"{bed.name}: top {k}")
     if not quiet:
-        _err(f"query id {meta.get(b'gidx.query_id', b'').decode()} ({float(meta.get(b'gidx.elapsed_ms', b'0')):.1f} ms); "
-             f"see: gidx sql \"select * from query_results where query_id = {meta.get(b'gidx.query_id', b'').decode()}\"")
+        qid, ms = meta.get(b"gidx.query_id", b"").decode(), float(meta.get(b"gidx.elapsed_ms", b"0"))
+        _err(f'query id {qid} ({ms:.1f} ms); see: gidx sql "select * from query_results where query_id = {qid}"')
 
 
 @app.command()
@@ -152,6 +152,7 @@ def seqpare(
     target: Annotated[Path, typer.Argument(help="Target (database-side) BED file: the reference's first argument.")],
     query_bed: Annotated[Path, typer.Argument(metavar="QUERY", help="Query BED file: the reference's second argument.")],
     fmt: FormatOpt = Format.table,
+    out: OutOpt = None,
 ) -> None:
     """Exact seqpare similarity of two BED files (as `seqpare TARGET QUERY`)."""
     import pyarrow as pa
@@ -160,8 +161,7 @@ def seqpare(
     from gidx.seqpare import pair
 
     r = pair(read_bed(target).intervals, read_bed(query_bed).intervals)
-    emit(pa.table({"n_target": [r.n_t], "n_query": [r.n_q], "teo": [r.teo], "tc": [r.tc], "s": [r.s]}),
-         fmt if fmt != Format.parquet else Format.tsv)
+    emit(pa.table({"n_target": [r.n_t], "n_query": [r.n_q], "teo": [r.teo], "tc": [r.tc], "s": [r.s]}), fmt, out)
 
 
 @app.command()
