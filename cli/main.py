@@ -142,6 +142,8 @@ def query(
                       skip_unknown_chroms=skip_unknown_chroms)
     meta = table.schema.metadata or {}
     emit(table, fmt, out, title=f"{bed.name}: top {k}")
+    if not quiet and table.num_rows == 0:
+        _err(f"No records to compare with: the index is empty (add some: gidx ingest FILES -i {index})")
     if not quiet:
         qid, ms = meta.get(b"gidx.query_id", b"").decode(), float(meta.get(b"gidx.elapsed_ms", b"0"))
         _err(f'query id {qid} ({ms:.1f} ms); see: gidx sql "select * from query_results where query_id = {qid}"')
