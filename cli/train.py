@@ -23,6 +23,11 @@ def _err(msg: str) -> None:
 def train_cmd(
     index: IndexOpt = DEFAULT_INDEX,
     features: Annotated[str, typer.Option(help="Per-interval input: position, sequence or both.")] = "position",
+    sequence_source: Annotated[
+        str, typer.Option("--sequence-source",
+                          help="Sequence features: memo (interval embeddings from the tile memo of the index's "
+                               "encoder) or kmer (k-mers of each interval's central window).")
+    ] = "memo",
     loss: Annotated[str, typer.Option(help="listwise (softmax over the batch, S as soft targets), triplet (online "
                                            "batch-hard) or contrastive.")] = "triplet",
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 20,
@@ -60,9 +65,12 @@ def train_cmd(
     from gidx.train import TrainConfig, train
 
     try:
-        mcfg = ModelConfig(features=features, buckets=buckets, bins_per_interval=bins_per_interval, seq_dim=seq_dim,
-                           hidden=hidden,
-                           chunk=chunk, seed=seed)
+        seq_in = {}
+        if sequence_source == "memo" and features != "position":  # the index's sequence encoder sets the width
+            seq_in = {"seq_in": open_index(index).sequence_encoder().dim}
+        mcfg = ModelConfig(features=features, sequence=sequence_source, buckets=buckets,
+                           bins_per_interval=bins_per_interval, seq_dim=seq_dim, hidden=hidden, chunk=chunk,
+                           seed=seed, **seq_in)
     except ValueError as e:
         raise GidxError(str(e)) from None
     tcfg = TrainConfig(loss=loss, epochs=epochs, steps_per_epoch=steps, patience=patience, lr=lr, margin=margin,

@@ -107,6 +107,7 @@ class Index:
         self._vectors = None
         self._snap: tuple | None = None
         self._overlap: tuple | None = None
+        self._memo = None
 
     # ---- lifecycle ------------------------------------------------------
 
@@ -299,10 +300,16 @@ class Index:
         return Tiling(**params)
 
     def memo(self, encoder=None, **options):
-        """The tile memo of this index's genome, tiling and sequence encoder."""
+        """The tile memo of this index's genome, tiling and sequence encoder (kept open
+        when asked for with default options: its chunk cache is what makes it fast)."""
         from .memo import open_index_memo
 
-        return open_index_memo(self.path, self.genome, self.tiling(), encoder or self.sequence_encoder(), **options)
+        if encoder is None and not options and self._memo is not None:
+            return self._memo
+        memo = open_index_memo(self.path, self.genome, self.tiling(), encoder or self.sequence_encoder(), **options)
+        if encoder is None and not options:
+            self._memo = memo
+        return memo
 
     @staticmethod
     def vector_table(encoder_id: int, encoder) -> str:

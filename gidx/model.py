@@ -250,10 +250,15 @@ def sequence_features(cfg: ModelConfig, genome: "Genome | None", s: IntervalSet,
         if genome is None:
             raise ValueError("kmer sequence features need the index genome")
         return kmer_features(genome, s, cfg.seq_window, cfg.kmer, cfg.seq_in, cfg.seed)
-    if cfg.sequence == "memo":  # interval embeddings from the tile memo (gidx.embed), when available
-        from .embed import interval_embeddings  # noqa: F401  (not in the tree yet)
+    if cfg.sequence == "memo":  # interval embeddings composed from the index's tile memo
+        from .embed import interval_embeddings
 
-        raise NotImplementedError("memo sequence features: wire gidx.embed.interval_embeddings here")
+        if index is None:
+            raise ValueError("memo sequence features need the index (its genome, tiling, encoder and memo)")
+        emb = interval_embeddings(s, index.genome, index.tiling(), index.memo(), mode="tiles")
+        if emb.shape[1] != cfg.seq_in:
+            raise ValueError(f"memo embeddings have {emb.shape[1]} dims, the model expects seq_in={cfg.seq_in}")
+        return emb.astype(np.float32)
     raise ValueError(f"unknown sequence feature source {cfg.sequence!r}")
 
 
@@ -321,6 +326,7 @@ class ModelEncoder:
     net: NumpyDeepSets
     model_params: dict
     genome: "Genome | None" = None
+    index: "Index | None" = field(default=None, repr=False)  # for memo sequence features
     name: str = "model"
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -334,7 +340,7 @@ class ModelEncoder:
     def embed(self, sets: list[IntervalSet], chrom_lengths: np.ndarray | None = None) -> np.ndarray:
         out = np.zeros((len(sets), self.dim), dtype=np.float32)
         for i, s in enumerate(sets):
-            seq = sequence_features(self.net.cfg, self.genome, s)
+            seq = sequence_features(self.net.cfg, self.genome, s, self.index)
             out[i] = self.net.embed_arrays(s.chrom, s.start, s.end, seq)
         return out
 
@@ -347,7 +353,8 @@ def load_set_encoder(index: "Index", params: dict) -> ModelEncoder:
     if not path.exists():
         raise IndexStateError(f"model #{params.get('model_id')}: weights {path} are missing")
     net = NumpyDeepSets.load(path)
-    return ModelEncoder(net, params, index.genome if net.cfg.use_seq else None)
+    return ModelEncoder(net, params, index.genome if net.cfg.use_seq else None,
+                        index if net.cfg.use_seq and net.cfg.sequence == "memo" else None)
 
 
 # ---- the trainable torch model --------------------------------------------------------

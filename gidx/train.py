@@ -223,7 +223,7 @@ class Records:
             part = record_sets(index, ids[lo : lo + 256])
             for r, s in part.items():
                 self.sets[r] = s
-                self.seq[r] = sequence_features(mcfg, genome, s).astype(np.float32)
+                self.seq[r] = sequence_features(mcfg, genome, s, index).astype(np.float32)
             if progress:
                 progress(min(lo + 256, len(ids)), len(ids), "loading records")
 

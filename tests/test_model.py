@@ -139,3 +139,22 @@ def test_inference_does_not_import_torch(tmp_path):
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_memo_sequence_features_are_the_tile_memo_embeddings(yeast_copy):
+    """x_i's sequence half from the index's tile memo = gidx.embed's composed interval embeddings."""
+    from gidx.embed import interval_embeddings
+    from gidx.index import Index
+    from gidx.truth import record_sets
+
+    idx = Index.open(yeast_copy)
+    rid = min(idx.record_ids())
+    s = record_sets(idx, [rid])[rid]
+    cfg = ModelConfig(features="both", sequence="memo", seq_in=idx.sequence_encoder().dim)
+    got = sequence_features(cfg, idx.genome, s, idx)
+    want = interval_embeddings(s, idx.genome, idx.tiling(), idx.memo(), mode="tiles")
+    assert got.shape == (len(s), idx.sequence_encoder().dim)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert np.linalg.norm(got, axis=1).max() > 0  # real sequence, not zeros
+    with pytest.raises(ValueError, match="need the index"):
+        sequence_features(cfg, idx.genome, s, None)
