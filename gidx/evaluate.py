@@ -208,7 +208,8 @@ def eval_index(index: "Index", ks=KS, rerank: int = 100, queries: list[int] | No
         rng = np.random.default_rng(seed)
         queries = sorted(rng.choice(ids, min(n_queries, len(ids)), replace=False).tolist())
     queries = [q for q in queries if q in set(ids)]
-    encoders = [(f"{enc.name} #{eid}", eid, enc)]
+    label = f"model {enc.params().get('model_id')} (encoder {eid})" if enc.name == "model" else f"{enc.name} #{eid}"
+    encoders = [(label, eid, enc)]
     sid, sk = sketch_encoder(index)
     if enc.name != "sketch":
         encoders.append((f"sketch #{sid}", sid, sk))
