@@ -114,7 +114,7 @@ def ingest(
         for p in e.problems[1:]:
             _err(f"  {p}")
     if not quiet:
-        rate = f" ({rep.intervals / rep.seconds:,.0f} intervals/s)" if rep.intervals and rep.seconds > 0 else ""
+        rate = f" ({rep.intervals / rep.seconds:,.0f} intervals/s)" if rep.intervals >= 10_000 and rep.seconds > 0 else ""
         _err(f"Added {len(rep.added)}, skipped {len(rep.skipped)}, rejected {len(rep.rejected)} file(s); "
              f"{rep.intervals:,} intervals in {rep.seconds:.2f} s{rate}")
     if rep.rejected:
@@ -127,7 +127,8 @@ def query(
     index: IndexOpt = DEFAULT_INDEX,
     k: Annotated[int, typer.Option("-k", "--top", help="Number of results.")] = 20,
     rerank: Annotated[
-        int, typer.Option("--rerank", "-P", help="Rescore this many vector-search candidates with exact seqpare.")
+        int, typer.Option("--rerank", "-P", help="Rescore this many vector-search candidates with exact seqpare "
+                                                 "(at least k are rescored).")
     ] = 200,
     no_rerank: Annotated[bool, typer.Option("--no-rerank", help="Return the raw vector-search ranking.")] = False,
     exact: Annotated[bool, typer.Option("--exact", help="Exhaustive exact seqpare ranking over all records.")] = False,
@@ -137,10 +138,19 @@ def query(
     quiet: QuietOpt = False,
 ) -> None:
     """Find the records most similar to a BED file (score = embedding cosine, exact_score = seqpare S)."""
+    from gidx.errors import GidxError
+
+    from .output import check_output
+
+    check_output(fmt, out)
+    if exact and no_rerank:
+        raise GidxError("--exact and --no-rerank contradict each other: pick one")
     idx = open_index(index)
     table = idx.query(bed, k=k, rerank=None if no_rerank else rerank, exact=exact,
                       skip_unknown_chroms=skip_unknown_chroms)
     meta = table.schema.metadata or {}
+    for w in filter(None, meta.get(b"gidx.warnings", b"").decode().split("\n")):
+        _err(f"Warning: {w}")
     emit(table, fmt, out, title=f"{bed.name}: top {k}")
     if not quiet and table.num_rows == 0:
         _err(f"No records to compare with: the index is empty (add some: gidx ingest FILES -i {index})")
@@ -205,7 +215,7 @@ def info(index: IndexOpt = DEFAULT_INDEX, fmt: FormatOpt = Format.table) -> None
     if fmt == Format.json:
         print(json.dumps(d, indent=2))
         return
-    sizes = d.pop("bytes")
+    sizes = d.pop("bytes")  # printed last
     for key, v in d.items():
         print(f"{key:16} {v:,}" if isinstance(v, int) else f"{key:16} {v}")
     for key, v in sizes.items():

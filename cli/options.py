@@ -22,6 +22,13 @@ OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the r
 
 
 def open_index(index: Path):
+    from gidx.errors import IndexStateError
     from gidx.index import Index
 
-    return Index.open(index)
+    try:
+        return Index.open(index)
+    except IndexStateError as e:
+        if not (Path(index) / "catalog.duckdb").exists():  # say how the folder was chosen
+            raise IndexStateError(f"{e} [the index folder comes from -i/--index, else $GIDX_INDEX, "
+                                  f"else ./gidx-index]") from None
+        raise

@@ -36,16 +36,36 @@ def _json_default(v):
     return str(v)
 
 
+def check_output(fmt: Format, out: Path | None) -> None:
+    """Refuse impossible output options before any work is done (or stored)."""
+    from gidx.errors import GidxError
+
+    if fmt == Format.parquet and out is None and sys.stdout.isatty():
+        raise GidxError("--format parquet needs --out FILE (or a pipe)")
+    if out is not None:
+        out = Path(out)
+        if out.is_dir() or str(out).endswith("/"):
+            raise GidxError(f"--out {out}: is a folder; give a file name")
+        if not out.parent.is_dir():
+            raise GidxError(f"--out {out}: folder {out.parent} does not exist")
+
+
 def emit(table, fmt: Format, out: Path | None = None, title: str | None = None) -> None:
     """Write a pyarrow Table to ``out`` (or stdout) in ``fmt``."""
+    check_output(fmt, out)
+    try:
+        _emit(table, fmt, out, title)
+    except OSError as e:
+        from gidx.errors import GidxError
+
+        raise GidxError(f"--out {out}: cannot write ({e.strerror or e})") from None
+
+
+def _emit(table, fmt: Format, out: Path | None, title: str | None) -> None:
     if fmt == Format.parquet:
         import pyarrow.parquet as pq
 
         if out is None:
-            if sys.stdout.isatty():
-                from gidx.errors import GidxError
-
-                raise GidxError("--format parquet needs --out FILE (or a pipe)")
             pq.write_table(table, sys.stdout.buffer)
         else:
             pq.write_table(table, out)

@@ -179,10 +179,10 @@ def _alias_hint(unknown: list[str], genome: "Genome") -> str | None:
         if hit:
             pairs.append(f"{c}={hit}")
     if pairs:
-        return ("the genome names them differently: map them with --chrom-alias "
-                + " --chrom-alias ".join(pairs[:3]) + (" ..." if len(pairs) > 3 else "")
-                + " (or drop them with --skip-unknown-chroms)")
-    return "drop them with --skip-unknown-chroms, or map names with --chrom-alias NAME=GENOME_NAME"
+        return ("the genome names them differently: map them with `gidx alias " + " ".join(pairs[:3])
+                + (" ..." if len(pairs) > 3 else "") + "` (or --chrom-alias "
+                + " --chrom-alias ".join(pairs[:3]) + " at ingest; or drop them with --skip-unknown-chroms)")
+    return "drop them with --skip-unknown-chroms, or map names with `gidx alias NAME=GENOME_NAME`"
 
 
 def read_bed(

@@ -285,6 +285,13 @@ class Index:
                                   "(its configuration or weights changed)")
         return enc
 
+    def _sequence_encoder_spec(self) -> str:
+        from sqlalchemy import text
+
+        with self.catalog.connect() as conn:
+            sid = int(self._settings(conn)["sequence_encoder_id"])
+            return json.loads(conn.execute(text("select params from encoders where id = :i"), dict(i=sid)).scalar())["spec"]
+
     def tiling(self):
         from sqlalchemy import text
 
@@ -454,7 +461,12 @@ class Index:
             if seg_dir.exists() else ()
         key = (names, frozenset(live) if live is not None else frozenset(self.record_ids()))
         if self._overlap is None or self._overlap[0] != key:
-            self._overlap = (key, OverlapIndex.open(seg_dir, live if live is not None else self.record_ids()))
+            ov = OverlapIndex.open(seg_dir, live if live is not None else self.record_ids())
+            lacking = len(key[1]) - len(ov.record_ids)
+            if lacking:  # exact scores would silently miss records: refuse instead
+                raise IndexStateError(f"{self.path}: the overlap structure lacks {lacking} record(s); "
+                                      "run: gidx check --repair")
+            self._overlap = (key, ov)
         return self._overlap[1]
 
     def truth(self, top_k: int = 0, progress: Progress | None = None):
@@ -567,10 +579,12 @@ class Index:
             raise GidxError("k must be at least 1")
         if rerank is not None and rerank < 1:
             raise GidxError("--rerank P needs P >= 1")
+        warnings: list[str] = []
         if isinstance(query, IntervalSet):
             qset, qpath = query, "<intervals>"
         else:
-            qset, qpath = self.read(query, skip_unknown_chroms).intervals, str(Path(query).resolve())
+            bf = self.read(query, skip_unknown_chroms)
+            qset, qpath, warnings = bf.intervals, str(Path(query).resolve()), bf.warnings
         snap = self._snapshot()
         eid, encoder, names, n_iv = snap["encoder_id"], snap["encoder"], snap["names"], snap["n_intervals"]
         qvec = encoder.embed([qset], self.genome.lengths)[0]
@@ -628,7 +642,7 @@ class Index:
             if still_valid:
                 self._snap = (self.catalog.signature(), self._snap[1])
         meta = {b"gidx.query_id": str(qid).encode() if qid else b"", b"gidx.elapsed_ms": f"{elapsed:.2f}".encode(),
-                b"gidx.mode": mode.encode()}
+                b"gidx.mode": mode.encode(), b"gidx.warnings": "\n".join(warnings).encode()}
         return table.replace_schema_metadata(meta)
 
     # ---- inspection and maintenance -------------------------------------------
@@ -693,6 +707,8 @@ class Index:
             "genome_source": g.source,
             "genome_digest": g.digest[:16],
             "set_encoder": f"{enc.name} #{eid} {json.dumps(enc.params())}",
+            "sequence_encoder": self._sequence_encoder_spec(),
+            "tiling": json.dumps(self.tiling().params()),
             **counts,
             "bytes": {p: du(self.path / p) for p in (CATALOG, VECTORS, SEGMENTS, TILES, MODELS)},
         }

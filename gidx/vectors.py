@@ -87,7 +87,7 @@ class VectorStore:
         k = min(limit, len(sims))
         top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
         top = top[np.lexsort((ids[top], -sims[top]))]
-        return ids[top], sims[top].astype(np.float64)
+        return ids[top], np.clip(sims[top].astype(np.float64), -1.0, 1.0)
 
     def cosine(self, table: str, record_ids: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """Cosine similarity of stored vectors of ``record_ids`` with ``vector`` (NaN where missing)."""
@@ -135,7 +135,7 @@ class VectorStore:
         if t.list_indices():
             q = q.refine_factor(10)
         res = q.select(["record_id", "_distance"]).to_arrow()
-        return res.column("record_id").to_numpy(), 1.0 - res.column("_distance").to_numpy()
+        return res.column("record_id").to_numpy(), np.clip(1.0 - res.column("_distance").to_numpy(), -1.0, 1.0)
 
     def prune(self, table: str, live: set[int]) -> int:
         """Delete rows whose record is not in the catalog; returns how many."""

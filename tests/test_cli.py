@@ -573,3 +573,33 @@ def test_demo_quiet_keep(tmp_path, gidx_cli):
     assert sql1(keep, "select name from genomes") == [("sacCer3",)]
     # the index is kept and usable; a second demo into it is refused, not clobbered
     assert_one_error_line(gidx_cli("demo", "--keep", keep), None, None, "already exists")
+
+
+def test_review_findings_user_errors_are_one_line(hg19_copy, gidx_cli, tmp_path):
+    """Found by a new-user review: output paths, contradicting flags, silent skips, broken overlap data."""
+    import shutil
+
+    from conftest import HG19_BEDS, bed_files, sql1
+
+    q = bed_files(HG19_BEDS)[0]
+    n_queries = sql1(hg19_copy, "select count(*) from queries")[0][0]
+    r = gidx_cli("query", q, "-i", hg19_copy, "-f", "tsv", "-o", tmp_path / "missing" / "x.tsv")
+    assert r.code == 2 and len(r.error_lines) == 1 and "does not exist" in r.error_lines[0]
+    r = gidx_cli("query", q, "-i", hg19_copy, "--exact", "--no-rerank")
+    assert r.code == 2 and "contradict" in r.error_lines[0]
+    assert sql1(hg19_copy, "select count(*) from queries")[0][0] == n_queries  # nothing stored for refused runs
+    # --skip-unknown-chroms on a query warns like ingest does
+    odd = tmp_path / "odd.bed"
+    odd.write_text("chr1\t100\t200\n3\t5\t10\n")
+    r = gidx_cli("query", odd, "-i", hg19_copy, "--skip-unknown-chroms", "-q")
+    assert r.code == 0 and "Warning:" in r.err and "'3'" in r.err
+    # the alias hint names a command that exists
+    r = gidx_cli("query", odd, "-i", hg19_copy)
+    assert r.code == 2 and "gidx alias 3=chr3" in r.error_lines[0]
+    # a damaged overlap structure is refused, not answered wrongly
+    seg = next((hg19_copy / "segments").iterdir())
+    shutil.rmtree(seg)
+    r = gidx_cli("query", q, "-i", hg19_copy)
+    assert r.code == 2 and "gidx check --repair" in r.error_lines[0]
+    assert gidx_cli("check", "-i", hg19_copy, "--repair").code == 0
+    assert gidx_cli("query", q, "-i", hg19_copy).code == 0
