@@ -39,29 +39,15 @@ REF_MEDIAN_S, REF_LARGEST_S = 0.18, 0.38
 GOAL_MEDIAN_S, GOAL_LARGEST_S, GOAL_ALL_S = 0.018, 0.040, 1.0
 
 
-def read_bed3(path: Path, chroms: dict[str, int]):
-    from gidx.intervals import IntervalSet
-
-    code, start, end = [], [], []
-    with gzip.open(path, "rt") as f:
-        for line in f:
-            if line.startswith(("track", "browser", "#")):
-                continue
-            fields = line.rstrip("\r\n").split("\t")
-            if len(fields) >= 3:
-                code.append(chroms.setdefault(fields[0], len(chroms)))
-                start.append(int(fields[1]))
-                end.append(int(fields[2]))
-    return IntervalSet((), np.asarray(code, np.int32), np.asarray(start, np.int64), np.asarray(end, np.int64))
-
-
 def load_tracks():
-    from gidx.intervals import IntervalSet
+    """The UCSC tracks on one shared chromosome code table (gidx's BED reader, no genome)."""
+    from gidx.bed import read_bed
 
-    chroms: dict[str, int] = {}
-    sets = {p.name.removesuffix(".bed.gz"): read_bed3(p, chroms) for p in sorted(UCSC.glob("*.bed.gz"))}
-    names = tuple(chroms)
-    return {k: IntervalSet(names, s.chrom, s.start, s.end) for k, s in sets.items()}
+    sets = {p.name.removesuffix(".bed.gz"): read_bed(p).intervals for p in sorted(UCSC.glob("*.bed.gz"))}
+    names: tuple[str, ...] = ()
+    for s in sets.values():
+        names = s.with_chroms(names).chroms
+    return {k: s.with_chroms(names) for k, s in sets.items()}
 
 
 def timed(fn, repeats: int):
