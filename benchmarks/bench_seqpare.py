@@ -23,7 +23,6 @@ repeats; measured by wrapping gidx.seqpare's worker kernels).
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import subprocess
 import sys
