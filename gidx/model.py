@@ -27,6 +27,10 @@ interval's own sequence, from the index genome), sign-sketched to
 (``gidx.embed``) once that module exists. ``features`` selects
 ``position`` / ``sequence`` / ``both`` (the ablation).
 
+The position stage is evaluated as per-level bucket sums V (levels x buckets, numpy, over
+chunks of intervals; :func:`level_bucket_sums`) and the learned weights are applied to V, so
+memory -- training included -- is O(chunk + levels x buckets), flat in the set size.
+
 Sequence block: phi(z) = z + MLP(z) (last layer zero-initialised, so phi starts as
 identity), run over chunks of ``chunk`` intervals under gradient checkpointing keeping
 only the running sum. rho = power normalisation (position blocks), per-block L2
@@ -71,7 +75,7 @@ class ModelConfig:
     hidden: int = 128  # phi MLP width (sequence block)
     learn: str = "levels,power,gains,mlp"  # trainable parts: levels (per-resolution weights = interval-length
     # classes when assign=length), power (exponent of the power normalisation), gains (block weights), mlp (sequence phi)
-    chunk: int = 4096  # intervals per checkpointed phi chunk (sequence block)
+    chunk: int = 4096  # intervals per checkpointed phi chunk (sequence block) and per position-sum chunk
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -196,11 +200,44 @@ def position_entries(cfg: ModelConfig, chrom, start, end) -> tuple[np.ndarray, n
 
 
 def position_vector(cfg: ModelConfig, chrom, start, end, level_gain: np.ndarray | None = None) -> np.ndarray:
-    """Sum over intervals of the position entries (float64), with optional per-level weights."""
+    """Sum over intervals of the position entries (float64), with optional per-level weights.
+
+    Materialises every entry at once (O(entries) memory): the reference; the model itself uses
+    :func:`level_bucket_sums` + :func:`apply_level_gain`, which give the same vector in O(levels x buckets).
+    """
     _, col, val, lev = position_entries(cfg, chrom, start, end)
     if level_gain is not None:
         val = val * np.asarray(level_gain, dtype=np.float64)[lev]
     return np.bincount(col, weights=val, minlength=cfg.buckets * cfg.pos_blocks)
+
+
+def level_bucket_sums(cfg: ModelConfig, chrom, start, end, chunk: int | None = None) -> np.ndarray:
+    """V: (levels, buckets) float64, V[l, b] = sum over the set's intervals of their level-l entries in bucket b
+    (before the learned level weights), accumulated over chunks of ``chunk`` intervals (default ``cfg.chunk``).
+
+    Every entry depends on its own interval only, so chunking changes nothing but memory: O(chunk + levels x
+    buckets), whatever the set size. ``apply_level_gain(cfg, level_gain, V)`` is then the position half of
+    the summed phi (= ``position_vector(..., level_gain)``).
+    """
+    chrom = np.asarray(chrom)
+    start = np.asarray(start, dtype=np.int64)
+    end = np.asarray(end, dtype=np.int64)
+    levels, B = len(cfg.resolutions), cfg.buckets
+    V = np.zeros(levels * B, dtype=np.float64)
+    step = max(int(chunk or cfg.chunk), 1)
+    for lo in range(0, len(start), step):
+        sl = slice(lo, lo + step)
+        _, col, val, lev = position_entries(cfg, chrom[sl], start[sl], end[sl])
+        V += np.bincount(lev * B + col % B, weights=val, minlength=levels * B)  # col % B: bucket within the block
+    return V.reshape(levels, B)
+
+
+def apply_level_gain(cfg: ModelConfig, level_gain, V):
+    """The position vector from the per-level sums V (numpy arrays or torch tensors alike): one shared block
+    ``level_gain @ V`` (assign=length) or one block per level ``level_gain[l] * V[l]`` (assign=all)."""
+    if cfg.assign == "all":
+        return (level_gain[:, None] * V).reshape(-1)
+    return level_gain @ V
 
 
 _CODE = np.full(256, 4, dtype=np.uint8)
@@ -290,7 +327,8 @@ class NumpyDeepSets:
         cfg, w = self.cfg, self.w
         parts = []
         if cfg.use_pos:
-            parts.append(position_vector(cfg, chrom, start, end, w["level_gain"].astype(np.float64)))
+            V = level_bucket_sums(cfg, chrom, start, end)
+            parts.append(apply_level_gain(cfg, w["level_gain"].astype(np.float64), V))
         if cfg.use_seq:
             total = np.zeros(cfg.seq_dim, dtype=np.float64)
             for lo in range(0, len(start), cfg.chunk):
@@ -398,15 +436,14 @@ def build_torch_model(cfg: ModelConfig):
             return (z + self.mlp2(self.act(self.mlp1(z)))).sum(dim=0)
 
         def forward_set(self, chrom, start, end, seq: np.ndarray | None, checkpointed: bool = True):
-            """Embedding of one set (unit vector). Position: sparse entries (numpy) scattered with
-            learned level weights; sequence: phi over checkpointed chunks, running sum only."""
+            """Embedding of one set (unit vector). Position: per-level bucket sums V (numpy, over chunks of
+            intervals, no grad) then the learned level weights in torch, so autograd keeps only V
+            (levels x buckets) whatever the set size; sequence: phi over checkpointed chunks, running sum only."""
             n = len(start)
             parts = []
             if self.cfg.use_pos:
-                _, col, val, lev = position_entries(self.cfg, chrom, start, end)
-                v = torch.from_numpy(val) * self.level_gain.double()[torch.from_numpy(lev)]
-                parts.append(torch.zeros(self.cfg.buckets * self.cfg.pos_blocks, dtype=torch.float64)
-                             .index_add(0, torch.from_numpy(col), v))
+                V = torch.from_numpy(level_bucket_sums(self.cfg, chrom, start, end))
+                parts.append(apply_level_gain(self.cfg, self.level_gain.double(), V))
             if self.cfg.use_seq:
                 total = torch.zeros(self.cfg.seq_dim)
                 for lo in range(0, n, self.cfg.chunk):

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from gidx.intervals import IntervalSet
-from gidx.model import ModelConfig, NumpyDeepSets, build_torch_model, kmer_features, position_entries, sequence_features
+from gidx.model import (ModelConfig, NumpyDeepSets, build_torch_model, kmer_features, level_bucket_sums, position_entries,
+                        position_vector, sequence_features)
 
 from conftest import HG19_SIZES
 
@@ -83,6 +84,44 @@ def test_checkpointed_chunks_give_the_same_gradients():
         grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
     for k in grads[0]:
         assert torch.allclose(grads[0][k], grads[1][k], atol=1e-5, rtol=1e-4), k
+
+
+@pytest.mark.parametrize("assign", ["length", "all"])
+def test_chunked_position_sums_equal_the_whole_set_scatter(assign):
+    """The position stage as per-level sums over chunks (flat memory) is the same function as the former
+    whole-set scatter of weighted entries: same numpy embeddings for the same weights, same torch gradients."""
+    kw = dict(resolutions=(1_000, 10_000, 100_000)) if assign == "all" else {}
+    cfg = ModelConfig(features="position", assign=assign, buckets=256, chunk=37, **kw)
+    model = _perturbed(build_torch_model(cfg))  # level gains != 1, power != 1
+    weights = model.export()
+    net = NumpyDeepSets(cfg, weights)
+    for seed in range(3):
+        s = _set(600, seed=seed)
+        e = np.zeros((len(s), 0), np.float32)
+        # before: every entry at once, weighted per entry, summed by column
+        m = position_vector(cfg, s.chrom, s.start, s.end, weights["level_gain"].astype(np.float64))
+        want = net.rho(m / len(s)).astype(np.float32)
+        got = net.embed_arrays(s.chrom, s.start, s.end, e)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+        V = level_bucket_sums(cfg, s.chrom, s.start, s.end)
+        assert V.shape == (len(cfg.resolutions), cfg.buckets)
+        assert np.allclose(V, level_bucket_sums(cfg, s.chrom, s.start, s.end, chunk=10**9))
+        # torch: gradients equal to the former index_add scatter over all entries
+        model.zero_grad()
+        v = model.forward_set(s.chrom, s.start, s.end, e)
+        (v[:50] ** 3).sum().backward()
+        g_new = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        model.zero_grad()
+        _, col, val, lev = position_entries(cfg, s.chrom, s.start, s.end)
+        w = torch.from_numpy(val) * model.level_gain.double()[torch.from_numpy(lev)]
+        m_old = torch.zeros(cfg.buckets * cfg.pos_blocks, dtype=torch.float64).index_add(0, torch.from_numpy(col), w)
+        v_old = model.rho(m_old / len(s))
+        (v_old[:50] ** 3).sum().backward()
+        assert torch.allclose(v, v_old, atol=1e-6)
+        assert set(g_new) == {"level_gain", "power", "gain"}
+        for k, p in model.named_parameters():
+            if p.grad is not None:
+                assert torch.allclose(g_new[k], p.grad, rtol=1e-5, atol=1e-8), k
 
 
 def test_position_ids_and_kmer_features_are_deterministic():
