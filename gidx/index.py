@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
-from .bed import BedFile, is_bed_path, read_bed
+from .bed import BED_SUFFIXES, BedFile, is_bed_path, read_bed
 from .catalog import Catalog
 from .errors import GidxError, IndexStateError, InputError
 from .genome import Genome
@@ -66,7 +66,7 @@ def record_name_for(path: Path, root: Path | None) -> str:
     for suffix in (".gz", ".bgz"):
         if lower.endswith(suffix):
             name, lower = name[: -len(suffix)], lower[: -len(suffix)]
-    for suffix in (".bed", ".narrowpeak", ".broadpeak", ".gappedpeak", ".regionpeak", ".bed12", ".bedgraph"):
+    for suffix in BED_SUFFIXES:
         if lower.endswith(suffix):
             return name[: -len(suffix)]
     return name
