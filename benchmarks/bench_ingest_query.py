@@ -29,7 +29,7 @@ YEAST = ROOT / "gidx" / "data" / "sacCer3"
 
 
 def collections(quick: bool):
-    out = [("sacCer3 bundled (18 files)", dict(fasta=YEAST / "S_cerevisiae.fasta.gz"), YEAST / "bed", {"chrM": "chrmt"})]
+    out = [("sacCer3 bundled (17 files)", dict(fasta=YEAST / "S_cerevisiae.fasta.gz"), YEAST / "bed", {"chrM": "chrmt"})]
     ucsc = ROOT / "tests" / "data" / "bed" / "hg19" / "seqpare_ucsc"
     if not ucsc.exists():
         ucsc = SHARED / "bed" / "hg19" / "seqpare_ucsc"
