@@ -95,13 +95,13 @@ def compute_truth(
     overlap = index.overlap(live)
     ids_sorted = np.asarray(sorted(live), dtype=np.int64)
 
-    pending: list[tuple[int, int, object]] = []  # (query id, covered_upto before, SearchResult)
+    pending: list[tuple[int, object]] = []  # (query record id, SearchResult)
 
     def commit() -> None:
         if not pending:
             return
         parts = []
-        for q, _, res in pending:
+        for q, res in pending:
             keep = res.s > 0
             parts.append(pa.table({
                 "query_id": pa.array(np.full(int(keep.sum()), q, np.int32)),
@@ -113,12 +113,12 @@ def compute_truth(
             }))
         rows = pa.concat_tables(parts)
         prog = pa.table({
-            "record_id": pa.array([q for q, _, _ in pending], pa.int32()),
+            "record_id": pa.array([q for q, _ in pending], pa.int32()),
             "covered_upto": pa.array([newest] * len(pending), pa.int32()),
             "top_k": pa.array([top_k] * len(pending), pa.int32()),
             "computed_at": pa.array([_now()] * len(pending), pa.timestamp("us")),
         })
-        qids = ",".join(str(q) for q, _, _ in pending)
+        qids = ",".join(str(q) for q, _ in pending)
         with index.catalog.connect(write=True) as conn:
             raw = index.catalog.raw(conn)
             raw.register("gidx_new_pairs", rows)
@@ -156,7 +156,7 @@ def compute_truth(
                 order = np.lexsort((res.record_id, -res.s))[:top_k]
                 res = type(res)(res.n_q, res.record_id[order], res.n_t[order], res.teo[order],
                                 res.s[order], res.tc[order])
-            pending.append((q, covered, res))
+            pending.append((q, res))
             if time.perf_counter() - last_commit > batch_seconds:
                 commit()
                 last_commit = time.perf_counter()
