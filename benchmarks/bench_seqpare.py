@@ -9,7 +9,8 @@
     subsampling, dropping and shifting: time vs records and vs query size, and bytes
     of the overlap structure per 10^6 intervals;
 (d) a ``records=`` search of 200 candidates (re-ranking) vs the full search;
-(e) numba compile time of the first call, and the same in a fresh process (cache).
+(e) a fresh process: import time of gidx.seqpare (numpy + the compiled kernels of
+    gidx/_seqpare.c) and of the extension alone, and the first pair + search.
 
 Wall-clock times are medians (and best) of repeats; "cpu" is the summed CPU time of
 all threads. On a machine that other processes keep busy, wall-clock time says
@@ -118,27 +119,29 @@ def synthetic_records(tracks: dict, n_records: int, seed: int):
     return np.concatenate(rec), np.concatenate(chrom), np.concatenate(start), np.concatenate(end)
 
 
-def compile_times() -> tuple[float, float]:
-    """First search (compile or cache load) in a fresh process, twice: the first with an
-    empty numba cache, the second reusing it."""
+def startup_times(runs: int = 5) -> tuple[float, float, float]:
+    """Median over fresh processes of: ``import gidx.seqpare`` (numpy included), the
+    import of the extension gidx._seqpare alone, and the first pair + search."""
     code = textwrap.dedent("""
         import time
-        from gidx.intervals import IntervalSet
+        t = time.perf_counter()
+        import numpy, gidx.intervals
+        t1 = time.perf_counter()
+        import gidx._seqpare
+        t2 = time.perf_counter()
         from gidx.seqpare import OverlapIndex, pair
+        t3 = time.perf_counter()
+        from gidx.intervals import IntervalSet
         a = IntervalSet.from_tuples([("c1", 0, 10), ("c1", 5, 20)])
         b = IntervalSet.from_tuples([("c1", 2, 12)])
-        t = time.perf_counter()
+        t4 = time.perf_counter()
         pair(a, b)
         OverlapIndex.from_sets({1: a, 2: b}).search(b, method="class")
-        print(time.perf_counter() - t)
+        print(t3 - t, t2 - t1, time.perf_counter() - t4)
     """)
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        run = lambda: float(subprocess.run([sys.executable, "-c", code], env=env, check=True,  # noqa: E731
-                                           capture_output=True, text=True, cwd=REPO).stdout.split()[-1])
-        return run(), run()
+    rows = [[float(x) for x in subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                               text=True, cwd=REPO).stdout.split()[-3:]] for _ in range(runs)]
+    return tuple(float(np.median(col)) for col in zip(*rows))
 
 
 def main() -> None:
@@ -160,12 +163,12 @@ def main() -> None:
     index = OverlapIndex.from_sets({i: tracks[n] for i, n in enumerate(names)}, threads=args.threads)
     build = time.perf_counter() - t0
     t0 = time.perf_counter()
-    index.search(tracks["affyGnf1h"])  # compile or load the kernels
+    index.search(tracks["affyGnf1h"])  # first search (page faults, worker pool start)
     first = time.perf_counter() - t0
     for n in names:  # warm
         index.search(tracks[n])
     print(f"index: {len(names)} tracks, {index.n_intervals:,} intervals, built in {build:.2f} s; "
-          f"first search {first:.2f} s (numba compile or cache load)\n")
+          f"first search {1000 * first:.1f} ms\n")
 
     # (a) each track as the query
     print("## (a) each track as the query against all 22\n")
@@ -228,10 +231,10 @@ def main() -> None:
         print(f"| {q} | {len(tracks[q]):,} | {ms(full)} | {ms(sub)} |")
     print()
 
-    # (e) compile / cache
-    cold, warm = compile_times()
-    print(f"## (e) first pair + search in a fresh process: {cold:.2f} s with an empty numba cache, "
-          f"{warm:.2f} s with the cache from that run (cache=True)")
+    # (e) start-up
+    imp, ext, first = startup_times()
+    print(f"## (e) a fresh process (median of 5): import gidx.seqpare {1000 * imp:.1f} ms (numpy included), "
+          f"of which the extension gidx._seqpare {1000 * ext:.2f} ms; first pair + search {1000 * first:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ Conventions (they reproduce the reference tool, deepstanding/seqpare @ a0a2d20,
 
 How it runs. Queries are sorted into processing order once. Two joins find the
 acceptable (query, target) pairs, both emitting them per query in processing order,
-and one kernel (``_match_runs``) matches them, for all records at once:
+and one matching kernel (``match_runs`` in gidx/_seqpare.c) matches them, for all
+records at once:
 
 * the *class join* (:meth:`OverlapIndex.search` over many records): each segment
   also stores its intervals in a *class layout*: grouped by chromosome and length
@@ -57,8 +58,12 @@ and one kernel (``_match_runs``) matches them, for all records at once:
   its intervals, costs the record's intervals + pairs (+ nearby queries), so a
   restricted search scales with the candidates, not with the index.
 
-Both joins run in worker threads (the kernels release the GIL; the class join splits
-the query by chromosome, the sweep by record); targets are addressed by their
+The kernels (both joins, the matching, the teo sums) are C, in gidx/_seqpare.c, a
+CPython extension compiled when gidx is installed: a query process (``gidx query``)
+imports them in well under a millisecond, with no JIT compiler to import and nothing
+to compile or load from a cache on the query path. They release the GIL, so both joins
+run in worker threads (the class join splits the query by chromosome, the sweep by
+record) and a server runs searches concurrently; targets are addressed by their
 position in the segment's record layout, so one scratch array per search holds what
 every target of every record currently holds.
 
@@ -84,12 +89,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 
 from .intervals import IntervalSet
 
-ACCEPT_J = np.float32(1e-7)  # a pair matches only if its float32 J is strictly above this
+try:
+    from . import _seqpare
+except ImportError as e:  # a source tree where the extension was never built
+    raise ImportError("gidx._seqpare (the seqpare kernels, gidx/_seqpare.c) is not built: install gidx, "
+                      "e.g. `pip install -e .` in the source tree") from e
+
+ACCEPT_J = np.float32(1e-7)  # a pair matches only if its float32 J is strictly above this (as in _seqpare.c)
 SEGMENT_PREFIX = "seg-"
 _TMP_PREFIX = ".tmp-"
 _FORMAT_VERSION = 1
@@ -140,425 +150,58 @@ def similarity(teo, n_t, n_q):
 
 
 # ---------------------------------------------------------------------------
-# numba kernels
+# kernels (C: gidx/_seqpare.c)
+#
+# The joins, the matching and the teo sums run in the compiled extension
+# gidx._seqpare; these wrappers allocate the outputs Python can size. Both workers
+# fill, per record of the segment: tc (overlapping pairs) and the tallies of the
+# targets they took (count, lowest and highest position), and return the positions
+# taken (the order does not matter). held_j/held_p are the search's scratch
+# (_Segment.scratch): held_j[t] (0 = free; accepted J are > 0) and held_p[t] (the
+# holding pair) say what target t holds; concurrent workers of one search touch
+# disjoint targets of it (chromosomes, records).
+
+_INT64_MAX = np.iinfo(np.int64).max
 
 
-@numba.njit(cache=True, inline="always")
-def _jaccard32(qs, qe, ts, te):
-    """float32 J of two overlapping intervals, operation for operation as the reference."""
-    inter = np.float32(min(qe, te) - max(qs, ts))
-    return inter / ((np.float32(qe - qs) + np.float32(te - ts)) - inter)
+def _tallies(n_rec: int):
+    """tc, st_count, st_min, st_max of one worker, as the kernels expect them at the start."""
+    return (np.zeros(n_rec, np.int64), np.zeros(n_rec, np.int64), np.full(n_rec, _INT64_MAX, np.int64),
+            np.full(n_rec, -1, np.int64))
 
 
-@numba.njit(cache=True, nogil=True)
-def _grow(a, n):
-    out = np.empty(max(2 * a.shape[0], n), a.dtype)
-    out[: a.shape[0]] = a
-    return out
+def _class_worker(runs, q_chrom, q_start, q_end, chrom_blk_lo, chrom_blk_hi, blk_off, blk_maxlen,
+                  t_start, t_end, t_rec, t_pos, rec_ok, held_j, held_p):
+    """Class join and matching of the query chromosome runs ``runs`` (rows: first rank,
+    end rank), in tiles of 64 queries: in each length-class block a tile meets
+    the targets starting in (first query start - maxlen, largest end). Returns tc, the
+    teo tallies and the touched positions."""
+    tc, st_count, st_min, st_max = out = _tallies(len(rec_ok))
+    touched = _seqpare.class_worker(runs, q_chrom, q_start, q_end, chrom_blk_lo, chrom_blk_hi, blk_off, blk_maxlen,
+                                    t_start, t_end, t_rec, t_pos, rec_ok, held_j, held_p, *out)
+    return tc, st_count, st_min, st_max, np.frombuffer(touched, np.int64)
 
 
-@numba.njit(cache=True, nogil=True)
-def _first_greater(a, lo, hi, key):
-    """First index in sorted ``a[lo:hi]`` whose value is > key (hi if none)."""
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid] <= key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+def _sweep_worker(recs, rec_off, t_chrom, t_start, t_end, q_start, q_end, q_run_lo, q_run_hi, q_maxlen, held_j,
+                  held_p):
+    """Sweep join and matching of the records ``recs``, one at a time: in each of a
+    record's chromosome runs a query meets the targets still open at its start plus
+    those starting inside it; queries far from any target are skipped by galloping.
+    Returns tc, the teo tallies and the touched positions."""
+    tc, st_count, st_min, st_max = out = _tallies(len(rec_off) - 1)
+    touched = _seqpare.sweep_worker(recs, rec_off, t_chrom, t_start, t_end, q_start, q_end, q_run_lo, q_run_hi,
+                                    q_maxlen, held_j, held_p, *out)
+    return tc, st_count, st_min, st_max, np.frombuffer(touched, np.int64)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _advance(a, p, hi, key):
-    """First index >= p in sorted ``a[:hi]`` whose value is > key: a few linear steps,
-    then galloping, so long jumps cost log(distance)."""
-    for _ in range(8):
-        if p >= hi or a[p] > key:
-            return p
-        p += 1
-    step = 8
-    while p + step < hi and a[p + step] <= key:
-        step <<= 1
-    return _first_greater(a, p, min(p + step, hi), key)
-
-
-@numba.njit(cache=True, nogil=True)
-def _best_in_chain(start, next_p, p_pos, p_j, held_j):
-    """Best pair on the circular chain through pair ``start`` (one query's pairs with one
-    record): the largest J among targets that are free or held with a strictly smaller
-    J; equal J: the later target in target order (larger start, then later line), which
-    the reference's descending scan meets first. -1 if none."""
-    best = -1
-    best_t = -1
-    best_j = np.float32(0.0)
-    p = start
-    while True:
-        j = p_j[p]
-        t = p_pos[p]
-        if j > best_j or (j == best_j and t > best_t):
-            h = held_j[t]
-            if h == 0 or j > h:
-                best = p
-                best_t = t
-                best_j = j
-        p = next_p[p]
-        if p == start:
-            return best
-
-
-@numba.njit(cache=True, nogil=True)
-def _match_runs(run_off, n_runs, p_pos, p_j, p_rec, next_p, held_j, held_p, st, touched, n_touched):
-    """Deferred-acceptance matching, all records at once (they are independent).
-
-    Run ``x`` holds the acceptable pairs of one query, ``[run_off[x], run_off[x+1])``:
-    ``p_pos`` (target position), ``p_j`` (J), ``p_rec`` (record); runs of a chromosome
-    are in processing order. ``held_j[t]`` (0 = free; accepted J are > 0) and
-    ``held_p[t]`` (the holding pair) say what target ``t`` holds. ``next_p`` links each
-    query's pairs with one record into a circular chain, so a displaced query looks
-    again at its own candidates in that record only. ``st``: per-record scratch and
-    tallies (see _new_state). Targets taken for the first time go to ``touched``
-    (room for one per pair). Returns the new touched count.
-    """
-    best_p, best_t, best_j, first_p, last_p, seen, st_count, st_min, st_max = st
-    for x in range(n_runs):
-        # each record's best target for this query, in one pass (rule of _best_in_chain)
-        n_seen = 0
-        for p in range(run_off[x], run_off[x + 1]):
-            r = p_rec[p]
-            if best_p[r] == -2:
-                seen[n_seen] = r
-                n_seen += 1
-                best_p[r] = -1
-                best_t[r] = -1
-                best_j[r] = 0
-                first_p[r] = p
-            else:
-                next_p[last_p[r]] = p
-            last_p[r] = p
-            j = p_j[p]
-            t = p_pos[p]
-            if j > best_j[r] or (j == best_j[r] and t > best_t[r]):
-                h = held_j[t]
-                if h == 0 or j > h:
-                    best_p[r] = p
-                    best_t[r] = t
-                    best_j[r] = j
-        for s in range(n_seen):
-            r = seen[s]
-            next_p[last_p[r]] = first_p[r]
-            p = best_p[r]
-            best_p[r] = -2
-            while p >= 0:  # p's query takes p's target; a query it displaces looks again
-                t = p_pos[p]
-                displaced = -1
-                if held_j[t] == 0:
-                    touched[n_touched] = t
-                    n_touched += 1
-                    st_count[r] += 1
-                    st_min[r] = min(st_min[r], t)
-                    st_max[r] = max(st_max[r], t)
-                else:
-                    displaced = held_p[t]
-                held_j[t] = p_j[p]
-                held_p[t] = p
-                if displaced < 0:
-                    break
-                p = _best_in_chain(displaced, next_p, p_pos, p_j, held_j)
-    return n_touched
-
-
-@numba.njit(cache=True, nogil=True)
 def _sum_teo(held_j, touched, rec_of_pos_off, st_count, st_min, st_max):
     """Per record: teo = sum of held J in target order, in float32 as the reference sums
     it; clears ``held_j``. Free targets hold 0 and adding 0 leaves a float32 sum
     unchanged, so a record whose taken targets are dense is summed by scanning its
     range; sparse ones by sorting their positions."""
-    n_rec = st_count.shape[0]
-    teo = np.zeros(n_rec, np.float32)
-    n_sparse = 0
-    for r in range(n_rec):
-        c = st_count[r]
-        if c == 0:
-            continue
-        if st_max[r] - st_min[r] < 16 * c + 64:
-            acc = np.float32(0.0)
-            for t in range(st_min[r], st_max[r] + 1):
-                acc += held_j[t]
-                held_j[t] = 0
-            teo[r] = acc
-        else:
-            n_sparse += c
-    if n_sparse:
-        pos = np.empty(n_sparse, np.int64)
-        k = 0
-        for i in range(touched.shape[0]):
-            if held_j[touched[i]] != 0:  # dense records are cleared already
-                pos[k] = touched[i]
-                k += 1
-        pos = np.sort(pos[:k])
-        r = 0
-        for i in range(k):
-            t = pos[i]
-            while rec_of_pos_off[r + 1] <= t:
-                r += 1
-            teo[r] += held_j[t]
-            held_j[t] = 0
+    teo = np.zeros(len(st_count), np.float32)
+    _seqpare.sum_teo(held_j, touched, rec_of_pos_off, st_count, st_min, st_max, teo)
     return teo
-
-
-@numba.njit(cache=True, nogil=True)
-def _new_state(n_rec):
-    """Per-record matching scratch (best_p is -2 between uses) and teo tallies."""
-    return (np.full(n_rec, -2, np.int64), np.empty(n_rec, np.int64), np.empty(n_rec, np.float32),
-            np.empty(n_rec, np.int64), np.empty(n_rec, np.int64), np.empty(n_rec, np.int64),
-            np.zeros(n_rec, np.int64), np.full(n_rec, np.iinfo(np.int64).max, np.int64),
-            np.full(n_rec, -1, np.int64))
-
-
-_TILE = 64  # queries per tile of the class join
-
-
-@numba.njit(cache=True, nogil=True)
-def _join_tile(ta, tb, b0, b1, ptr, act_b, act_p, q_start, q_end, blk_off, blk_maxlen, t_start, t_end, t_rec,
-               t_pos, rec_ok, tc, n_pairs, n_runs, run_off, p_pos, p_rec, p_j):
-    """Acceptable pairs of the queries ``[ta, tb)`` with the length-class blocks
-    ``[b0, b1)`` of their chromosome, appended per query as runs; overlapping pairs
-    are counted into ``tc``.
-
-    The tile's candidates in a block lie in one window (start in (first query start -
-    maxlen, largest end)); only blocks whose window is not empty are visited, and each
-    query scans its part of the window. Returns the new (pairs, runs); pairs is
-    ``-needed`` when ``p_*`` are too small: then the caller grows them and calls again
-    with a throwaway ``tc``. Buffers are never reallocated here: a loop free of
-    allocation paths compiles to code several times faster.
-    """
-    e_max = q_end[ta]
-    for k in range(ta + 1, tb):
-        e_max = max(e_max, q_end[k])
-    n_act = 0
-    for b in range(b0, b1):
-        hi = blk_off[b + 1]
-        p = _advance(t_start, ptr[b], hi, q_start[ta] - blk_maxlen[b])
-        ptr[b] = p  # no later query can overlap the targets before p
-        if p < hi and t_start[p] < e_max:
-            act_b[n_act] = b
-            act_p[n_act] = p
-            n_act += 1
-    if n_act == 0:
-        return n_pairs, n_runs
-    cap = p_pos.shape[0]
-    n = n_pairs
-    for k in range(ta, tb):
-        qs = q_start[k]
-        qe = q_end[k]
-        n_before = n
-        for a in range(n_act):
-            b = act_b[a]
-            hi = blk_off[b + 1]
-            p = _advance(t_start, act_p[a], hi, qs - blk_maxlen[b])
-            act_p[a] = p
-            while p < hi and t_start[p] < qe:
-                te = t_end[p]
-                if te > qs:
-                    r = t_rec[p]
-                    if rec_ok[r]:
-                        tc[r] += 1
-                        j = _jaccard32(qs, qe, t_start[p], te)
-                        if j > ACCEPT_J:
-                            if n < cap:
-                                p_pos[n] = t_pos[p]
-                                p_rec[n] = r
-                                p_j[n] = j
-                            n += 1
-                p += 1
-        if n > n_before and n <= cap:
-            n_runs += 1
-            run_off[n_runs] = n
-    return (n if n <= cap else -n), n_runs
-
-
-@numba.njit(cache=True, nogil=True)
-def _class_worker(runs, q_chrom, q_start, q_end, chrom_blk_lo, chrom_blk_hi, blk_off, blk_maxlen,
-                  t_start, t_end, t_rec, t_pos, rec_ok, held_j, held_p):
-    """Join (``_join_tile``, tile by tile) and match the query chromosome runs ``runs``
-    (rows: first rank, end rank). Returns tc, the teo tallies and touched positions."""
-    n_rec = rec_ok.shape[0]
-    st = _new_state(n_rec)
-    tc = np.zeros(n_rec, np.int64)
-    touched = np.empty(4096, np.int64)
-    n_touched = 0
-    p_pos = np.empty(4096, np.int64)
-    p_rec = np.empty(4096, np.int32)
-    p_j = np.empty(4096, np.float32)
-    next_p = np.empty(4096, np.int32)
-    max_run = 1
-    for ri in range(runs.shape[0]):
-        max_run = max(max_run, runs[ri, 1] - runs[ri, 0])
-    run_off = np.empty(max_run + 1, np.int64)
-    ptr = np.empty(blk_maxlen.shape[0], np.int64)
-    act_b = np.empty(blk_maxlen.shape[0], np.int64)
-    act_p = np.empty(blk_maxlen.shape[0], np.int64)
-    n_codes = chrom_blk_lo.shape[0]
-    for ri in range(runs.shape[0]):
-        i = runs[ri, 0]
-        run_end = runs[ri, 1]
-        c = q_chrom[i]
-        if c < 0 or c >= n_codes or chrom_blk_lo[c] == chrom_blk_hi[c]:
-            continue
-        b0 = chrom_blk_lo[c]
-        b1 = chrom_blk_hi[c]
-        for b in range(b0, b1):
-            ptr[b] = blk_off[b]
-        n_pairs = 0
-        n_runs = 0
-        run_off[0] = 0
-        for ta in range(i, run_end, _TILE):
-            tb = min(ta + _TILE, run_end)
-            n, n_r = _join_tile(ta, tb, b0, b1, ptr, act_b, act_p, q_start, q_end, blk_off, blk_maxlen, t_start,
-                                t_end, t_rec, t_pos, rec_ok, tc, n_pairs, n_runs, run_off, p_pos, p_rec, p_j)
-            if n < 0:
-                p_pos = _grow(p_pos, -n)
-                p_rec = _grow(p_rec, -n)
-                p_j = _grow(p_j, -n)
-                n, n_r = _join_tile(ta, tb, b0, b1, ptr, act_b, act_p, q_start, q_end, blk_off, blk_maxlen,
-                                    t_start, t_end, t_rec, t_pos, rec_ok, np.zeros_like(tc), n_pairs, n_runs,
-                                    run_off, p_pos, p_rec, p_j)
-            n_pairs = n
-            n_runs = n_r
-        if next_p.shape[0] < n_pairs:
-            next_p = np.empty(p_pos.shape[0], np.int32)
-        if n_touched + n_pairs > touched.shape[0]:
-            touched = _grow(touched, n_touched + n_pairs)
-        n_touched = _match_runs(run_off, n_runs, p_pos, p_j, p_rec, next_p, held_j, held_p, st, touched, n_touched)
-    return tc, st[6], st[7], st[8], touched[:n_touched]
-
-
-@numba.njit(cache=True, nogil=True)
-def _sweep_join(a, b, t_chrom, t_start, t_end, q_start, q_end, q_run_lo, q_run_hi, q_maxlen, active, p_pos, p_j,
-                run_off):
-    """Acceptable pairs of the record at positions ``[a, b)`` with the query, by a sweep.
-
-    ``q_run_lo[c]:q_run_hi[c]`` is the query's run on chromosome code c, ``q_maxlen[c]``
-    its longest interval. In each of the record's chromosome runs (sorted by start) a
-    query meets the targets that started at or before it and are still open (an
-    active list, pruned as it is scanned) plus the targets starting inside it, so
-    pairs come out per query, as runs. Queries far from any target are skipped by
-    galloping. Cost: the record's intervals + overlapping pairs + the queries near
-    the record's intervals (all of them when some query interval is very long).
-    Returns (pairs, runs, tc); pairs is ``-needed`` when ``p_pos``/``p_j`` are too small
-    (never reallocated here, see _join_tile). ``active`` and ``run_off`` must have room
-    for the record's longest chromosome run and for every query.
-    """
-    cap = p_pos.shape[0]
-    n = 0
-    n_runs = 0
-    n_tc = 0
-    run_off[0] = 0
-    n_codes = q_run_lo.shape[0]
-    ta = a
-    while ta < b:
-        c = t_chrom[ta]
-        tb = ta
-        while tb < b and t_chrom[tb] == c:
-            tb += 1
-        if c < n_codes and q_run_lo[c] < q_run_hi[c]:
-            n_active = 0
-            k = ta
-            i = q_run_lo[c]
-            i_end = q_run_hi[c]
-            while i < i_end:
-                if n_active == 0:
-                    # nothing open: skip the queries that end before the next target
-                    # starts (a query is at most q_maxlen long)
-                    if k >= tb:
-                        break
-                    key = t_start[k] - q_maxlen[c]
-                    if q_start[i] <= key:
-                        i = _advance(q_start, i, i_end, key)
-                        if i >= i_end:
-                            break
-                qs = q_start[i]
-                qe = q_end[i]
-                while k < tb and t_start[k] <= qs:
-                    active[n_active] = k
-                    n_active += 1
-                    k += 1
-                w = 0
-                for x in range(n_active):  # keep the targets still open at qs
-                    t = active[x]
-                    if t_end[t] > qs:
-                        active[w] = t
-                        w += 1
-                n_active = w
-                # candidates: open active targets (start < qe fails only for a
-                # zero-length query at their start), then targets starting in (qs, qe)
-                n_before = n
-                x = 0
-                p = k
-                while True:
-                    if x < n_active:
-                        t = active[x]
-                        x += 1
-                        if t_start[t] >= qe:
-                            continue
-                    elif p < tb and t_start[p] < qe:
-                        t = p
-                        p += 1
-                    else:
-                        break
-                    n_tc += 1
-                    j = _jaccard32(qs, qe, t_start[t], t_end[t])
-                    if j > ACCEPT_J:
-                        if n < cap:
-                            p_pos[n] = t
-                            p_j[n] = j
-                        n += 1
-                if n > n_before and n <= cap:
-                    n_runs += 1
-                    run_off[n_runs] = n
-                i += 1
-        ta = tb
-    return (n if n <= cap else -n), n_runs, n_tc
-
-
-@numba.njit(cache=True, nogil=True)
-def _sweep_worker(recs, rec_off, t_chrom, t_start, t_end, q_start, q_end, q_run_lo, q_run_hi, q_maxlen, held_j,
-                  held_p):
-    """Join (``_sweep_join``) and match the records ``recs``, one at a time."""
-    n_rec = rec_off.shape[0] - 1
-    st = _new_state(n_rec)
-    tc = np.zeros(n_rec, np.int64)
-    max_nt = 0
-    for r in recs:
-        max_nt = max(max_nt, rec_off[r + 1] - rec_off[r])
-    active = np.empty(max_nt, np.int64)
-    run_off = np.empty(q_start.shape[0] + 1, np.int64)
-    touched = np.empty(4096, np.int64)
-    n_touched = 0
-    p_pos = np.empty(4096, np.int64)
-    p_j = np.empty(4096, np.float32)
-    p_rec = np.empty(4096, np.int32)
-    next_p = np.empty(4096, np.int32)
-    for r in recs:
-        a = rec_off[r]
-        b = rec_off[r + 1]
-        n, n_runs, n_tc = _sweep_join(a, b, t_chrom, t_start, t_end, q_start, q_end, q_run_lo, q_run_hi,
-                                      q_maxlen, active, p_pos, p_j, run_off)
-        if n < 0:
-            p_pos = _grow(p_pos, -n)
-            p_j = _grow(p_j, -n)
-            n, n_runs, n_tc = _sweep_join(a, b, t_chrom, t_start, t_end, q_start, q_end, q_run_lo, q_run_hi,
-                                          q_maxlen, active, p_pos, p_j, run_off)
-        if p_rec.shape[0] < p_pos.shape[0]:
-            p_rec = np.empty(p_pos.shape[0], np.int32)
-            next_p = np.empty(p_pos.shape[0], np.int32)
-        p_rec[:n] = r
-        tc[r] = n_tc
-        if n_touched + n > touched.shape[0]:
-            touched = _grow(touched, n_touched + n)
-        n_touched = _match_runs(run_off, n_runs, p_pos, p_j, p_rec, next_p, held_j, held_p, st, touched, n_touched)
-    return tc, st[6], st[7], st[8], touched[:n_touched]
 
 
 # ---------------------------------------------------------------------------
@@ -629,8 +272,7 @@ class _Segment:
     def __init__(self, arrays: dict[str, np.ndarray], name: str = ""):
         self.name = name
         for k in _SEGMENT_ARRAYS:
-            # read-only everywhere (as memory-mapped files are), so the kernels are
-            # compiled for one array type only
+            # read-only everywhere, as memory-mapped files are (the kernels only read them)
             view = np.asarray(arrays[k]).view()
             view.flags.writeable = False
             setattr(self, k, view)

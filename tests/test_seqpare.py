@@ -378,3 +378,115 @@ def test_triangle_inequality_without_ties(triple):
     d = {(i, j): 1.0 - pair(sets[i], sets[j]).s for i, j in itertools.permutations(range(3), 2)}
     for i, j, k in itertools.permutations(range(3)):
         assert d[i, k] <= d[i, j] + d[j, k] + 1e-6, (d, i, j, k)
+
+
+# ---------------------------------------------------------------------------
+# the compiled kernels (gidx/_seqpare.c): concurrent searches, bad arguments
+
+
+def test_concurrent_searches_equal_serial(ucsc):
+    """Searches run from several threads at once (the kernels release the GIL; each search
+    has its own held_j/held_p scratch, each index splits its work over the shared worker
+    pool) give exactly the serial results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sets, _ = ucsc
+    names = sorted(sets)
+    tracks = {i: sets[n] for i, n in enumerate(names)}
+    serial_index = OverlapIndex.from_sets(tracks, threads=1)
+    index = OverlapIndex.from_sets(tracks, threads=2)
+    queries = [i for i in range(len(names)) if len(tracks[i]) < 60_000][:8]
+    jobs = [(q, method, records) for q in queries for method in METHODS for records in (None, [1, q, 5, 21])]
+    want = [serial_index.search(tracks[q], records=r, method=m) for q, m, r in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda job: index.search(tracks[job[0]], records=job[2], method=job[1]), jobs * 2))
+    for k, res in enumerate(got):
+        w = want[k % len(jobs)]
+        assert res.record_id.tolist() == w.record_id.tolist(), jobs[k % len(jobs)]
+        assert res.teo.tobytes() == w.teo.tobytes() and np.array_equal(res.tc, w.tc), jobs[k % len(jobs)]
+        assert np.array_equal(res.n_t, w.n_t) and res.n_q == w.n_q
+
+
+def _kernel_calls():
+    """Valid argument lists of the three kernels (fresh scratch and outputs each time)."""
+    from gidx import _seqpare
+    from gidx.seqpare import _Query, _tallies
+
+    a = IntervalSet.from_tuples([("c1", 0, 10), ("c1", 5, 20), ("c2", 3, 9)], CHROMS)
+    b = IntervalSet.from_tuples([("c1", 2, 12), ("c2", 4, 8), ("c3", 0, 5)], CHROMS)
+    seg = OverlapIndex.from_sets({1: a, 2: b}).segments[0]
+    q = _Query.from_set(b)
+    n, n_rec = len(seg.chrom), len(seg.record_id)
+
+    def held():
+        return [np.zeros(n, np.float32), np.zeros(n, np.int32)]
+
+    sweep = [np.arange(n_rec), seg.rec_offsets, seg.chrom, seg.start, seg.end, q.start, q.end, q.run_lo, q.run_hi,
+             q.run_maxlen, *held(), *_tallies(n_rec)]
+    cls = [q.runs, q.chrom, q.start, q.end, seg.chrom_blk_lo, seg.chrom_blk_hi, seg.blk_offsets, seg.blk_maxlen,
+           seg.cls_start, seg.cls_end, seg.cls_rec, seg.cls_pos, seg.alive, *held(), *_tallies(n_rec)]
+    tc, count, lo, hi = _tallies(n_rec)
+    count[0], lo[0], hi[0] = 1, 0, 1
+    teo = [held()[0], np.array([0], np.int64), seg.rec_offsets, count, lo, hi, np.zeros(n_rec, np.float32)]
+    return {_seqpare.sweep_worker: sweep, _seqpare.class_worker: cls, _seqpare.sum_teo: teo}
+
+
+def test_kernels_reject_bad_arguments():
+    """Wrong dtypes, shapes, lengths, layouts and out-of-range indices raise TypeError or
+    ValueError; the kernels never read or write out of bounds."""
+    wrong_dtype = {np.dtype(np.int64): np.int32, np.dtype(np.int32): np.int64, np.dtype(np.float32): np.float64,
+                   np.dtype(np.bool_): np.uint8}
+    outputs = {"sweep_worker": range(10, 16), "class_worker": range(13, 19), "sum_teo": (0, 6)}
+    for fn, args in _kernel_calls().items():
+        fn(*args)  # the valid call works
+        with pytest.raises(TypeError):
+            fn(*args[:-1])
+        for i in range(len(args)):
+            bad = list(_kernel_calls()[fn])
+            arr = bad[i]
+            bad[i] = arr.astype(wrong_dtype[arr.dtype])
+            with pytest.raises(TypeError):
+                fn(*bad)
+            bad[i] = arr.tolist()
+            with pytest.raises(TypeError):
+                fn(*bad)
+            if len(arr) > 1:  # (numpy calls arrays of one element contiguous whatever their stride)
+                bad[i] = np.repeat(arr, 2, axis=0)[::2]  # same values, not contiguous
+                with pytest.raises(ValueError):
+                    fn(*bad)
+            bad[i] = arr[None]  # one dimension too many
+            with pytest.raises(ValueError):
+                fn(*bad)
+            if i in outputs[fn.__name__]:
+                ro = arr.copy()
+                ro.flags.writeable = False
+                bad[i] = ro  # an output that cannot be written
+                with pytest.raises(ValueError):
+                    fn(*bad)
+
+    def bad_call(fn, i, value):
+        args = list(_kernel_calls()[fn])
+        args[i] = value(args[i])
+        with pytest.raises(ValueError):
+            fn(*args)
+
+    from gidx import _seqpare
+
+    sweep, cls, teo = _seqpare.sweep_worker, _seqpare.class_worker, _seqpare.sum_teo
+    bad_call(sweep, 0, lambda a: a + 100)  # record index out of range
+    bad_call(sweep, 1, lambda a: a * 1000)  # record offsets beyond the intervals
+    bad_call(sweep, 2, lambda a: a[:-1])  # t_chrom shorter than t_start
+    bad_call(sweep, 8, lambda a: a[:-1])  # q_run_hi shorter than q_run_lo
+    bad_call(sweep, 8, lambda a: a + 100)  # query runs beyond the query
+    bad_call(sweep, 10, lambda a: a[:-1])  # held_j too short
+    bad_call(sweep, 12, lambda a: np.zeros(len(a) + 1, np.int64))  # tc of another length
+    bad_call(cls, 0, lambda a: a[:, :1].copy())  # runs need two columns
+    bad_call(cls, 0, lambda a: a + 100)  # runs beyond the query
+    bad_call(cls, 4, lambda a: a + 100)  # block ranges beyond the blocks
+    bad_call(cls, 6, lambda a: a[:-1])  # blk_off needs blocks + 1 entries
+    bad_call(cls, 6, lambda a: a * 1000)  # block offsets beyond the class layout
+    bad_call(cls, 10, lambda a: a + 100)  # record index out of range
+    bad_call(cls, 11, lambda a: a + 100)  # target position outside held_j
+    bad_call(teo, 1, lambda a: a + 100)  # touched position outside held_j
+    bad_call(teo, 2, lambda a: a[:-1])  # rec_off needs records + 1 entries
+    bad_call(teo, 5, lambda a: a + 100)  # taken range outside held_j
