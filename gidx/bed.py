@@ -33,6 +33,7 @@ HEADER_PREFIXES = ("track", "browser", "#")
 BED_SUFFIXES = (".bed", ".narrowpeak", ".broadpeak", ".gappedpeak", ".regionpeak", ".bed12", ".bedgraph")
 MAX_PROBLEMS = 20
 MITO_NAMES = ("chrM", "chrMT", "chrmt", "MT", "M", "mt")
+NO_INTERVALS = "no intervals (empty file or only header lines)"
 
 
 def is_bed_path(path: Path) -> bool:
@@ -54,6 +55,7 @@ class BedFile:
     format: str
     header_lines: int
     skipped_chroms: dict[str, int] = field(default_factory=dict)
+    empty_reason: str | None = None  # why a file read with allow_empty has no intervals
 
     @property
     def warnings(self) -> list[str]:
@@ -129,6 +131,8 @@ def _format_name(path: Path, n_columns: int) -> str:
         if name.endswith(fmt):
             return {"narrowpeak": "narrowPeak", "broadpeak": "broadPeak", "gappedpeak": "gappedPeak",
                     "regionpeak": "regionPeak", "bedgraph": "bedGraph"}[fmt]
+    if n_columns == 0:  # no data line: the column count is unknown
+        return "BED"
     return f"BED{n_columns}" if n_columns <= 12 else f"BED12+{n_columns - 12}"
 
 
@@ -192,6 +196,7 @@ def read_bed(
     aliases: dict[str, str] | None = None,
     skip_unknown_chroms: bool = False,
     max_problems: int = MAX_PROBLEMS,
+    allow_empty: bool = False,
 ) -> BedFile:
     """Parse and validate one BED file.
 
@@ -200,6 +205,11 @@ def read_bed(
     first. Without one (``gidx seqpare A.bed B.bed``), chromosomes are coded in
     order of first appearance and only the coordinates are checked.
     Raises :class:`InputError` listing every problem.
+
+    A file without intervals (empty, only blank/header/comment lines, or nothing
+    left after ``skip_unknown_chroms``) is an error unless ``allow_empty``: then it
+    is an empty set (seqpare: S = 0 against any non-empty set), and
+    :attr:`BedFile.empty_reason` says why it is empty.
     """
     path = Path(path)
     raw = _read_bytes(path)
@@ -238,7 +248,11 @@ def read_bed(
         linenos.append(lineno)
 
     if not linenos and not problems:
-        raise InputError([f"{path}: no intervals (empty file or only header lines)"])
+        if not allow_empty:
+            raise InputError([f"{path}: {NO_INTERVALS}: nothing to rank or compare"])
+        empty = IntervalSet(tuple(genome.names) if genome is not None else (), np.zeros(0, np.int32),
+                            np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return BedFile(path, empty, 0, _format_name(path, 0), header, empty_reason=NO_INTERVALS)
 
     start, start_ok = _to_int64(start_s, linenos, "start", path, problems)
     end, end_ok = _to_int64(end_s, linenos, "end", path, problems)
@@ -296,8 +310,11 @@ def read_bed(
             return int(head) if head.isdigit() else 0
         problems.sort(key=line_of)
         raise InputError(problems[:max_problems], total=len(problems), hint=hint)
+    empty_reason = None
     if len(chrom) == 0:
-        raise InputError([f"{path}: no intervals left after skipping unknown chromosomes {sorted(skipped)}"])
+        empty_reason = f"no intervals left after skipping unknown chromosomes {sorted(skipped)}"
+        if not allow_empty:
+            raise InputError([f"{path}: {empty_reason}"])
 
     return BedFile(
         path=path,
@@ -306,6 +323,7 @@ def read_bed(
         format=_format_name(path, n_columns),
         header_lines=header,
         skipped_chroms=skipped,
+        empty_reason=empty_reason,
     )
 
 

@@ -93,6 +93,8 @@ def check_index(index: "Index", repair: bool = False, memo_samples: int = 64) ->
                     rep.repaired.append(f"{table}: re-embedded {len(ids)} record(s)")
     if records and active not in index.vectors.tables():
         rep.problems.append(f"active vector table {active} is missing")
+    elif records:
+        _check_mirror(index, active, live, rep, repair)
 
     # overlap structure: every record present with its interval count
     from .seqpare import OverlapIndex
@@ -110,7 +112,8 @@ def check_index(index: "Index", repair: bool = False, memo_samples: int = 64) ->
             OverlapIndex.write_segment(
                 index.path / "segments",
                 np.repeat(np.asarray(lacking, dtype=np.int64), [len(sets[r]) for r in lacking]),
-                *(np.concatenate([getattr(sets[r], a) for r in lacking]) for a in ("chrom", "start", "end")))
+                *(np.concatenate([getattr(sets[r], a) for r in lacking]) for a in ("chrom", "start", "end")),
+                records=np.asarray(lacking, dtype=np.int64))  # records with 0 intervals too
             rep.repaired.append(f"overlap structure: added {len(lacking)} record(s) from the catalog")
     both = np.array(sorted(got & live), dtype=np.int64)
     if len(both):
@@ -135,3 +138,26 @@ def check_index(index: "Index", repair: bool = False, memo_samples: int = 64) ->
         after.repaired, after.orphans = rep.repaired, rep.orphans
         return after
     return rep
+
+
+def _check_mirror(index, table: str, live: set[int], rep, repair: bool) -> None:
+    """The vector mirror (memory-mapped copy the searches read) agrees with LanceDB.
+    Live records missing from it are not a problem (a search copies them over)."""
+    from .vectors import _unit_rows
+
+    ids, vecs = index.vectors.vectors(table)
+    keep = np.isin(ids, np.fromiter(live, np.int64))
+    ids, vecs = ids[keep], vecs[keep]
+    mirror = index.vectors.mirror
+    pos, found = mirror.rows_of(table, ids)
+    rows = mirror.load(table)[1]
+    wrong = ids[found][~np.all(np.abs(rows[pos[found]] - _unit_rows(vecs[found])) <= 1e-6, axis=1)] \
+        if found.any() else ids[:0]
+    rep.checked["vector_mirror"] = int(found.sum())
+    if len(wrong):
+        rep.problems.append(f"{table}: vector mirror differs from LanceDB for {len(wrong)} record(s), "
+                            f"e.g. {wrong[:5].tolist()}")
+        if repair:  # derived data: rewrite it from LanceDB
+            mirror.drop(table)
+            mirror.write(table, ids, vecs)
+            rep.repaired.append(f"{table}: vector mirror rewritten from LanceDB ({len(ids)} rows)")

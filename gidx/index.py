@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,7 +32,7 @@ import numpy as np
 
 from .bed import BED_SUFFIXES, BedFile, is_bed_path, read_bed
 from .catalog import Catalog
-from .errors import GidxError, IndexStateError, InputError
+from .errors import GidxError, IndexLockedError, IndexStateError, InputError
 from .genome import Genome
 from .intervals import IntervalSet
 from .sketch import PositionSketch, encoder_identity
@@ -72,12 +73,17 @@ def record_name_for(path: Path, root: Path | None) -> str:
     return name
 
 
-def expand_paths(paths: Iterable[str | Path]) -> list[tuple[Path, Path | None]]:
-    """Files as given, folders searched recursively for BED files: (file, root folder or None)."""
+def expand_paths(paths: Iterable[str | Path], not_bed: list[str] | None = None) -> list[tuple[Path, Path | None]]:
+    """Files as given, folders searched recursively for BED files: (file, root folder or None).
+
+    ``not_bed``: a list that collects the files of those folders that are not BED files (skipped)."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = [(f, p) for f in sorted(p.rglob("*")) if f.is_file() and is_bed_path(f)]
+            inside = [f for f in sorted(p.rglob("*")) if f.is_file()]
+            found = [(f, p) for f in inside if is_bed_path(f)]
+            if not_bed is not None:
+                not_bed += [str(f) for f in inside if not is_bed_path(f)]
             if not found:
                 raise InputError([f"{p}: no BED files in this folder (looked for *.bed, *.narrowPeak, "
                                   "*.broadPeak, ... optionally .gz)"])
@@ -89,12 +95,78 @@ def expand_paths(paths: Iterable[str | Path]) -> list[tuple[Path, Path | None]]:
     return out
 
 
+def ingest_inputs(paths: Iterable[str | Path], not_bed: list[str] | None = None) -> list[tuple[Path, str]]:
+    """The files an ingest of ``paths`` reads, each with its record name.
+
+    One path given: a folder's files are named by their path under the folder, a
+    file by its file name. Several paths: every file is named by its path under
+    the *common parent folder* of the paths given (of a file: its folder), so two
+    different files always get two different names (``a/x.bed`` and ``b/x.bed``
+    become ``a/x`` and ``b/x``; files of one folder keep their file names). Names
+    lose the BED suffix (``.bed``, ``.narrowPeak``, ... and ``.gz``). A file
+    reached twice (a folder and a file inside it) is read once. ``not_bed``: as
+    :func:`expand_paths`.
+    """
+    paths = [Path(p) for p in paths]
+    files = expand_paths(paths, not_bed)
+    if len(paths) == 1:
+        named = [(f, record_name_for(f, root)) for f, root in files]
+    else:
+        common = Path(os.path.commonpath([os.path.abspath(p if p.is_dir() else p.parent) for p in paths]))
+        named = [(f, record_name_for(Path(os.path.abspath(f)), common)) for f, _ in files]
+    seen: set[str] = set()
+    out = []
+    for f, nm in named:
+        key = os.path.abspath(f)
+        if key not in seen:
+            seen.add(key)
+            out.append((f, nm))
+    return out
+
+
+def sql_statements(query: str) -> list[str]:
+    """The statements of ``query``, split as DuckDB splits them (parsed, not run); a
+    syntax error is a :class:`GidxError`. A dot-command (``.tables``) is one statement."""
+    import duckdb
+
+    if query.strip().startswith("."):
+        return [query]
+    with duckdb.connect() as conn:
+        try:
+            return [st.query for st in conn.extract_statements(query)]
+        except Exception as e:
+            raise GidxError(str(e).splitlines()[0]) from None
+
+
+def parse_when(value: "str | datetime") -> datetime:
+    """A point in time from a datetime, a date or an ISO 8601 string (``2024-06-01``,
+    ``2024-06-01T12:00``, ``...+02:00``); an aware time is converted to naive UTC
+    (how the catalog stores times)."""
+    from datetime import date
+
+    when = value
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise GidxError(f"{value!r} is not an ISO date or date-time (e.g. 2024-06-01 or 2024-06-01T12:00)") from None
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        when = datetime(value.year, value.month, value.day)
+    if not isinstance(when, datetime):
+        raise GidxError(f"{value!r} is not a date or date-time")
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc).replace(tzinfo=None)
+    return when
+
+
 @dataclass
 class IngestReport:
     added: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
     rejected: list[tuple[str, InputError]] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # names (also in added) whose older version was replaced
     warnings: list[str] = field(default_factory=list)
+    not_bed: list[str] = field(default_factory=list)  # files in the folders given that are not BED files (skipped)
     intervals: int = 0
     seconds: float = 0.0
 
@@ -105,9 +177,12 @@ class Index:
         self.catalog = Catalog(self.path / CATALOG)
         self._genome: Genome | None = None
         self._vectors = None
-        self._snap: tuple | None = None
+        self._snap: tuple | None = None  # (catalog signature, fingerprint, snapshot)
+        self._generation = 0
+        self._lock = threading.Lock()
         self._overlap: tuple | None = None
         self._memo = None
+        self._log = None
 
     # ---- lifecycle ------------------------------------------------------
 
@@ -209,57 +284,52 @@ class Index:
 
     # ---- state read from the catalog --------------------------------------
 
-    def _settings(self, conn) -> dict[str, str]:
-        from sqlalchemy import text
-
-        return dict(conn.execute(text("select key, value from settings")).fetchall())
+    @staticmethod
+    def _settings(conn) -> dict[str, str]:
+        """The ``settings`` table, read on a :meth:`Catalog.duck` connection."""
+        return dict(conn.execute("select key, value from settings").fetchall())
 
     @property
     def genome(self) -> Genome:
         if self._genome is None:
-            from sqlalchemy import text
-
-            with self.catalog.connect() as conn:
-                gid = self._settings(conn)["genome_id"]
-                spec = conn.execute(text("select spec from genomes where id = :g"), dict(g=int(gid))).scalar()
-            self._genome = Genome.from_json(spec, cache_dir=self.path / CACHE)
+            with self.catalog.duck() as conn:
+                self._genome = self._genome_of(conn)
         return self._genome
+
+    def _genome_of(self, conn) -> Genome:
+        gid = self._settings(conn)["genome_id"]
+        spec = conn.execute("select spec from genomes where id = ?", [int(gid)]).fetchall()[0][0]
+        return Genome.from_json(spec, cache_dir=self.path / CACHE)
 
     @property
     def genome_id(self) -> int:
-        with self.catalog.connect() as conn:
+        with self.catalog.duck() as conn:
             return int(self._settings(conn)["genome_id"])
 
     def aliases(self) -> dict[str, str]:
-        from sqlalchemy import text
-
-        with self.catalog.connect() as conn:
-            return dict(conn.execute(text("select alias, name from chrom_aliases")).fetchall())
+        with self.catalog.duck() as conn:
+            return dict(conn.execute("select alias, name from chrom_aliases").fetchall())
 
     def add_aliases(self, aliases: dict[str, str]) -> None:
         """Map chromosome names used by BED files onto the genome's names (e.g. ``chrM=chrmt``)."""
-        from sqlalchemy import text
-
         g = self.genome
         bad = [f"{a}={n}" for a, n in aliases.items() if n not in g.code_of]
         if bad:
             raise GidxError(f"chromosome alias target not in genome {g.name}: {', '.join(bad)}")
-        with self.catalog.connect(write=True) as conn:
+        with self.catalog.duck(write=True) as conn:
             gid = int(self._settings(conn)["genome_id"])
             for a, n in aliases.items():
-                conn.execute(text("delete from chrom_aliases where genome_id = :g and alias = :a"), dict(g=gid, a=a))
-                conn.execute(text("insert into chrom_aliases values (:g, :a, :n)"), dict(g=gid, a=a, n=n))
+                conn.execute("delete from chrom_aliases where genome_id = ? and alias = ?", [gid, a])
+                conn.execute("insert into chrom_aliases values (?, ?, ?)", [gid, a, n])
 
     def set_encoder(self):
         """The active set encoder (position sketch until a trained model is activated)."""
-        with self.catalog.connect() as conn:
+        with self.catalog.duck() as conn:
             return self._set_encoder(conn)
 
     def _set_encoder(self, conn):
-        from sqlalchemy import text
-
         eid = int(self._settings(conn)["set_encoder_id"])
-        name, params = conn.execute(text("select name, params from encoders where id = :e"), dict(e=eid)).one()
+        name, params = conn.execute("select name, params from encoders where id = ?", [eid]).fetchall()[0]
         if name == "sketch":
             return eid, PositionSketch.from_params(json.loads(params))
         if name == "model":  # a trained M model (gidx train)
@@ -272,35 +342,29 @@ class Index:
         """The index's sequence encoder (``kmer`` or ``hyenadna:FOLDER``), checked
         against the identity recorded at ``gidx init`` (a changed checkpoint would
         silently mix embeddings of two models)."""
-        from sqlalchemy import text
-
         from .encoders import load_encoder
 
-        with self.catalog.connect() as conn:
-            sid = int(self._settings(conn)["sequence_encoder_id"])
-            params = json.loads(conn.execute(text("select params from encoders where id = :i"), dict(i=sid)).scalar())
+        params = self._sequence_encoder_params()
         enc = load_encoder(params["spec"], **options)
         if enc.identity() != params["identity"]:
             raise IndexStateError(f"sequence encoder {params['spec']!r} is not the one this index was built with "
                                   "(its configuration or weights changed)")
         return enc
 
-    def _sequence_encoder_spec(self) -> str:
-        from sqlalchemy import text
-
-        with self.catalog.connect() as conn:
+    def _sequence_encoder_params(self) -> dict:
+        with self.catalog.duck() as conn:
             sid = int(self._settings(conn)["sequence_encoder_id"])
-            return json.loads(conn.execute(text("select params from encoders where id = :i"), dict(i=sid)).scalar())["spec"]
+            return json.loads(conn.execute("select params from encoders where id = ?", [sid]).fetchall()[0][0])
+
+    def _sequence_encoder_spec(self) -> str:
+        return self._sequence_encoder_params()["spec"]
 
     def tiling(self):
-        from sqlalchemy import text
+        from .tiling import SCHEME, Tiling
 
-        from .tiling import Tiling
-
-        with self.catalog.connect() as conn:
+        with self.catalog.duck() as conn:
             tid = int(self._settings(conn)["tiling_id"])
-            params = json.loads(conn.execute(text("select params from tilings where id = :i"), dict(i=tid)).scalar())
-        from .tiling import SCHEME
+            params = json.loads(conn.execute("select params from tilings where id = ?", [tid]).fetchall()[0][0])
 
         if params.pop("scheme", SCHEME) != SCHEME:
             raise IndexStateError(f"this index's tiling scheme is not {SCHEME!r}: it was made by another gidx version")
@@ -331,32 +395,54 @@ class Index:
         return self._vectors
 
     def record_ids(self) -> set[int]:
-        from sqlalchemy import text
-
-        with self.catalog.connect() as conn:
-            return {int(r[0]) for r in conn.execute(text("select id from records"))}
+        with self.catalog.duck() as conn:
+            return {int(r[0]) for r in conn.execute("select id from records").fetchall()}
 
     # ---- reading BED against this index's genome ---------------------------
 
     def read(self, path: str | Path, skip_unknown_chroms: bool = False) -> BedFile:
         return read_bed(path, self.genome, aliases=self._snapshot()["aliases"], skip_unknown_chroms=skip_unknown_chroms)
 
-    def _snapshot(self) -> dict:
-        """What a query needs from the catalog, read in one transaction and reused
-        until the catalog changes (checked with a stat, no connection)."""
-        from sqlalchemy import text
+    # What a snapshot depends on, cheap to read: when only other tables changed
+    # (a saved query, truth rows) the snapshot is kept without re-reading the records.
+    _FINGERPRINT = ("select (select count(*) from records), (select coalesce(sum(id), 0) from records), "
+                    "(select coalesce(max(id), 0) from records), (select string_agg(key || '=' || value, ',' "
+                    "order by key) from settings), (select count(*) from chrom_aliases), "
+                    "(select coalesce(string_agg(alias || '=' || name, ',' order by alias), '') from chrom_aliases)")
 
+    def _snapshot(self, stale_ok: bool = False) -> dict:
+        """What a query needs from the catalog, read in one transaction and reused
+        until the catalog changes (checked with a stat, no connection). Safe to call
+        from several threads: a snapshot is replaced whole, never changed.
+
+        ``stale_ok``: while another process holds the catalog, answer from the
+        snapshot we have instead of waiting (a server keeps answering during an
+        ingest and sees the new records at its next query)."""
         sig = self.catalog.signature()
-        if self._snap is not None and self._snap[0] == sig:
-            return self._snap[1]
-        with self.catalog.connect() as conn:
-            eid, encoder = self._set_encoder(conn)
-            rows = conn.execute(text("select id, name, n_intervals from records")).fetchall()
-            aliases = dict(conn.execute(text("select alias, name from chrom_aliases")).fetchall())
-        snap = {"encoder_id": eid, "encoder": encoder, "aliases": aliases,
-                "names": {int(r[0]): r[1] for r in rows}, "n_intervals": {int(r[0]): int(r[2]) for r in rows}}
-        self._snap = (sig, snap)
-        return snap
+        snap = self._snap
+        if snap is not None and snap[0] == sig:
+            return snap[2]
+        try:
+            with self.catalog.duck(timeout=0.0 if stale_ok and snap is not None else None) as conn:
+                fingerprint = conn.execute(self._FINGERPRINT).fetchall()[0]
+                if snap is not None and snap[1] == fingerprint:
+                    self._snap = (sig, fingerprint, snap[2])
+                    return snap[2]
+                if self._genome is None:  # read in this transaction: one connection less
+                    self._genome = self._genome_of(conn)
+                eid, encoder = self._set_encoder(conn)
+                rec = conn.sql("select id, name, n_intervals from records order by id").to_arrow_table()
+                aliases = dict(conn.execute("select alias, name from chrom_aliases").fetchall())
+        except IndexLockedError:
+            return snap[2]
+        ids = rec.column("id").to_numpy().astype(np.int64)
+        with self._lock:
+            self._generation += 1
+            data = {"generation": self._generation, "encoder_id": eid, "encoder": encoder, "aliases": aliases,
+                    "ids": ids, "names": dict(zip(ids.tolist(), rec.column("name").to_pylist())),
+                    "n_intervals": dict(zip(ids.tolist(), rec.column("n_intervals").to_pylist()))}
+        self._snap = (sig, fingerprint, data)
+        return data
 
     # ---- ingest ------------------------------------------------------------
 
@@ -366,44 +452,65 @@ class Index:
         *,
         name: str | None = None,
         skip_unknown_chroms: bool = False,
+        replace: bool = False,
         progress: Progress | None = None,
         batch_intervals: int = 2_000_000,
         batch_records: int = 256,
     ) -> IngestReport:
-        """Add BED files (folders are searched recursively). Idempotent by content hash.
+        """Add BED files (folders are searched recursively), one record per file.
+
+        Records are named as :func:`ingest_inputs` says (``name``: the name of a
+        single input file). Idempotent: a file whose name is indexed with the same
+        intervals is skipped, and so is a file already indexed from the same path
+        with the same intervals under another name (its name changed only because
+        other paths were given this time). A file whose name is indexed with
+        *different* intervals is rejected unless ``replace``: then the new version
+        replaces the old record atomically (see :meth:`_commit_batch`). Files
+        without intervals become records with 0 intervals, with a warning.
 
         A rejected file is reported and skipped; the others still go in.
         """
         t0 = time.perf_counter()
-        files = expand_paths(paths)
+        not_bed: list[str] = []
+        files = ingest_inputs(paths, not_bed)
         if name is not None and len(files) != 1:
             raise GidxError("--name needs exactly one input file")
+        if name is not None:
+            files = [(files[0][0], name)]
         genome, aliases = self.genome, self.aliases()
         eid, encoder = self.set_encoder()
         from sqlalchemy import text
 
         with self.catalog.connect() as conn:
-            known_hash = dict(conn.execute(text("select content_hash, name from records")).fetchall())
-        known_name = {v: k for k, v in known_hash.items()}
-        report = IngestReport()
-        batch: list[tuple[str, BedFile, str]] = []
+            rows = conn.execute(text("select id, name, content_hash, source_path from records")).fetchall()
+        by_name = {nm: (int(rid), h) for rid, nm, h, _ in rows}
+        by_file = {(src, h): nm for _, nm, h, src in rows}
+        in_this: dict[str, tuple[str, str]] = {}  # name -> (path, content hash) in this ingest
+        report = IngestReport(not_bed=not_bed)
+        batch: list[tuple[str, BedFile, str, int | None]] = []
 
         def flush() -> None:
             if batch:
                 lost = self._commit_batch(batch, eid, encoder)
-                for nm, bf, _ in batch:
+                for nm, bf, _, old in batch:
                     if nm in lost:
                         report.skipped.append((str(bf.path), lost[nm]))
                         continue
                     report.added.append(nm)
+                    if old is not None:
+                        report.replaced.append(nm)
                     report.intervals += len(bf.intervals)
                 batch.clear()
 
-        def parse(item: tuple[Path, Path | None]) -> BedFile | InputError:
+        def parse(item: tuple[Path, str]) -> BedFile | InputError:
             try:
-                return read_bed(item[0], genome, aliases=aliases, skip_unknown_chroms=skip_unknown_chroms)
+                return read_bed(item[0], genome, aliases=aliases, skip_unknown_chroms=skip_unknown_chroms,
+                                allow_empty=True)
             except InputError as e:
                 return e
+
+        def reject(path: Path, problem: str) -> None:
+            report.rejected.append((str(path), InputError([f"{path}: {problem}"])))
 
         from concurrent.futures import ThreadPoolExecutor
 
@@ -411,7 +518,7 @@ class Index:
         # pyarrow's CSV reader and numpy release the GIL)
         pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
         parsed = pool.map(parse, files)
-        for done, ((path, root), bf) in enumerate(zip(files, parsed)):
+        for done, ((path, nm), bf) in enumerate(zip(files, parsed)):
             if progress:
                 progress(done, len(files), str(path))
             if isinstance(bf, InputError):
@@ -419,16 +526,31 @@ class Index:
                 continue
             report.warnings += bf.warnings
             h = bf.intervals.content_hash()
-            if h in known_hash:
-                report.skipped.append((str(path), f"already indexed as {known_hash[h]!r}"))
+            if nm in in_this:
+                other, other_h = in_this[nm]
+                if other_h == h:
+                    report.skipped.append((str(path), f"same intervals as {other}, ingested as {nm!r} just now"))
+                else:
+                    reject(path, f"record name {nm!r} is also the name of {other} in this ingest (the BED suffix "
+                                 "is not part of a name); ingest one of them on its own with --name")
                 continue
-            nm = name or record_name_for(path, root)
-            if nm in known_name:
-                report.rejected.append((str(path), InputError(
-                    [f"{path}: record name {nm!r} is taken by different intervals; pick another with --name or gidx rm {nm}"])))
+            old = by_name.get(nm)
+            if old is not None and old[1] == h:
+                report.skipped.append((str(path), f"already indexed as {nm!r}"))
                 continue
-            known_hash[h], known_name[nm] = nm, h
-            batch.append((nm, bf, h))
+            if old is not None and not replace:
+                reject(path, f"record {nm!r} is already indexed with different intervals; "
+                             "rerun with --replace to swap in this version (or pick another name with --name)")
+                continue
+            same_file = by_file.get((str(path.resolve()), h))
+            if old is None and name is None and same_file is not None:
+                report.skipped.append((str(path), f"already indexed as {same_file!r} (same file, same intervals)"))
+                continue
+            if bf.empty_reason:
+                report.warnings.append(f"{path}: {bf.empty_reason}; stored as record {nm!r} with 0 intervals "
+                                       "(seqpare S = 0 against every other set)")
+            in_this[nm] = (str(path), h)
+            batch.append((nm, bf, h, old[0] if old is not None else None))
             if len(batch) >= batch_records or sum(len(b[1].intervals) for b in batch) >= batch_intervals:
                 flush()
         flush()
@@ -441,33 +563,47 @@ class Index:
         return report
 
     def maintain(self, max_segments: int = 8) -> None:
-        """Fold many small overlap segments into one and drop orphans (rows of crashed or removed records)."""
+        """Fold many small overlap segments (and vector-mirror segments) into one and drop
+        orphans (rows of crashed or removed records)."""
         from .seqpare import SEGMENT_PREFIX, OverlapIndex
 
         seg_dir = self.path / SEGMENTS
+        live = self.record_ids()
         n = sum(1 for p in seg_dir.iterdir() if p.name.startswith(SEGMENT_PREFIX)) if seg_dir.exists() else 0
         if n > max_segments:
-            OverlapIndex.compact(seg_dir, self.record_ids())
+            OverlapIndex.compact(seg_dir, live)
+        ids = np.fromiter(live, np.int64)
+        for table in self.vectors.mirror.tables():
+            self.vectors.mirror.compact(table, ids)
 
     def overlap(self, live: set[int] | None = None):
-        """The exact-seqpare overlap structure over the live records.
+        """The exact-seqpare overlap structure over the live records (``live``: record
+        ids; default the catalog's).
 
         Kept open between queries while neither the catalog nor the segment folder
         changes (segments are immutable; the catalog decides which records live)."""
+        if live is None:
+            return self._overlap_of(np.fromiter(self.record_ids(), np.int64), None)
+        return self._overlap_of(np.fromiter(live, np.int64), None)
+
+    def _overlap_of(self, live: np.ndarray, generation: int | None):
         from .seqpare import SEGMENT_PREFIX, OverlapIndex
 
         seg_dir = self.path / SEGMENTS
-        names = tuple(sorted(p.name for p in seg_dir.iterdir() if p.name.startswith(SEGMENT_PREFIX))) \
+        names = tuple(sorted(n for n in os.listdir(seg_dir) if n.startswith(SEGMENT_PREFIX))) \
             if seg_dir.exists() else ()
-        key = (names, frozenset(live) if live is not None else frozenset(self.record_ids()))
-        if self._overlap is None or self._overlap[0] != key:
-            ov = OverlapIndex.open(seg_dir, live if live is not None else self.record_ids())
-            lacking = len(key[1]) - len(ov.record_ids)
+        live = np.unique(live)
+        # a snapshot's generation names its live set; without one, compare the ids
+        key = (names, generation if generation is not None else live.tobytes())
+        cached = self._overlap
+        if cached is None or cached[0] != key:
+            ov = OverlapIndex.open(seg_dir, live)
+            lacking = len(live) - len(ov.record_ids)
             if lacking:  # exact scores would silently miss records: refuse instead
                 raise IndexStateError(f"{self.path}: the overlap structure lacks {lacking} record(s); "
                                       "run: gidx check --repair")
-            self._overlap = (key, ov)
-        return self._overlap[1]
+            cached = self._overlap = (key, ov)
+        return cached[1]
 
     def truth(self, top_k: int = 0, progress: Progress | None = None):
         """Compute exact seqpare ground truth into the catalog (incremental, resumable)."""
@@ -481,11 +617,24 @@ class Index:
         with self.catalog.connect(write=True) as conn:
             return [int(r[0]) for r in conn.execute(text(f"select nextval('record_id_seq') from range({n})"))]
 
-    def _commit_batch(self, batch: list[tuple[str, BedFile, str]], eid: int, encoder) -> dict[str, str]:
-        """Store a batch; returns {name: why} for records another process stored first."""
+    def _commit_batch(self, batch: list[tuple[str, BedFile, str, int | None]], eid: int, encoder) -> dict[str, str]:
+        """Store a batch of ``(name, file, content hash, id of the record it replaces or None)``;
+        returns {name: why} for records another process stored first.
+
+        A replacement is a new record (a new id) that takes the old one's name: its
+        vectors and overlap segment are written first like any new record's, then one
+        catalog transaction deletes the old record (intervals, truth rows both ways,
+        truth progress, query results) and inserts the new one. A crash before that
+        commit leaves the old record (the new one's derived data are orphans); after
+        it, the new one (the old one's vectors and segment rows are orphans, removed
+        right after the commit or by the next maintenance / ``gidx check --repair``).
+        Readers never see both or neither: they take the live ids from the catalog.
+        The new id is above every truth progress mark, so ``gidx truth`` compares it
+        with everyone and everyone with it.
+        """
         import pyarrow as pa
 
-        sets = [bf.intervals for _, bf, _ in batch]
+        sets = [bf.intervals for _, bf, _, _ in batch]
         vecs = encoder.embed(sets, self.genome.lengths)
         ids = self._reserve_ids(len(batch))
         # 1. derived data first (orphans if we die before the catalog commit)
@@ -505,51 +654,88 @@ class Index:
         now = _now()
         rec = pa.table({
             "id": pa.array(ids, pa.int32()),
-            "name": [nm for nm, _, _ in batch],
-            "source_path": [str(bf.path.resolve()) for _, bf, _ in batch],
-            "content_hash": [h for _, _, h in batch],
+            "name": [nm for nm, _, _, _ in batch],
+            "source_path": [str(bf.path.resolve()) for _, bf, _, _ in batch],
+            "content_hash": [h for _, _, h, _ in batch],
             "genome_id": pa.array([self.genome_id] * len(batch), pa.int32()),
             "n_intervals": pa.array([len(s) for s in sets], pa.int64()),
             "bp_covered": pa.array([s.bp_covered() for s in sets], pa.int64()),
             "n_chromosomes": pa.array([len(np.unique(s.chrom)) for s in sets], pa.int32()),
             "chromosomes": [",".join(g.names[c] for c in np.unique(s.chrom)) for s in sets],
-            "format": [bf.format for _, bf, _ in batch],
+            "format": [bf.format for _, bf, _, _ in batch],
             "ingested_at": pa.array([now] * len(batch), pa.timestamp("us")),
             "extra": [json.dumps({"columns": bf.n_columns, "header_lines": bf.header_lines,
                                   "file_bytes": bf.path.stat().st_size, "skipped_chroms": bf.skipped_chroms})
-                      for _, bf, _ in batch],
+                      for _, bf, _, _ in batch],
         })
         names = pa.array(g.names)
         iv = pa.table({
             "record_id": pa.array(np.concatenate([np.full(len(s), i, np.int32) for i, s in zip(ids, sets)])),
             "i": pa.array(np.concatenate([np.arange(len(s), dtype=np.int32) for s in sets])),
-            "chrom": pa.DictionaryArray.from_arrays(pa.array(np.concatenate([s.chrom for s in sets])), names).cast(pa.string()),
-            "chrom_start": pa.array(np.concatenate([s.start for s in sets])),
-            "chrom_end": pa.array(np.concatenate([s.end for s in sets])),
+            "chrom": pa.DictionaryArray.from_arrays(pa.array(np.concatenate([s.chrom for s in sets]).astype(np.int32)),
+                                                    names).cast(pa.string()),
+            "chrom_start": pa.array(np.concatenate([s.start for s in sets]).astype(np.int64)),
+            "chrom_end": pa.array(np.concatenate([s.end for s in sets]).astype(np.int64)),
         })
+        lost: dict[str, str] = {}
+        keep: list[int] = []
+        gone: list[int] = []
         with self.catalog.connect(write=True) as conn:
             raw = self.catalog.raw(conn)
-            raw.register("gidx_new_records", rec)
-            raw.register("gidx_new_intervals", iv)
-            # another process may have added the same files since we looked: under the
-            # write lock, keep only records whose content and name are still new
-            taken = raw.execute(
-                "select n.name, r.name from gidx_new_records n join records r "
-                "on r.content_hash = n.content_hash or r.name = n.name").fetchall()
-            lost = {new: f"already indexed as {old!r} (by a concurrent ingest)" for new, old in taken}
-            raw.execute("insert into records by name select * from gidx_new_records "
-                        "where name not in (select name from records) "
-                        "and content_hash not in (select content_hash from records)")
-            # ids were reserved for this batch alone: the ones now in records are ours
-            raw.execute("insert into intervals by name select * from gidx_new_intervals "
-                        "where record_id in (select id from records)")
-            raw.unregister("gidx_new_records")
-            raw.unregister("gidx_new_intervals")
+            # another process may have stored these names since we looked: decide again
+            # under the write lock, from what the catalog holds now
+            batch_names = [nm for nm, _, _, _ in batch]
+            raw.register("gidx_batch_names", pa.table({"name": batch_names}))
+            now_held = {nm: (int(rid), h) for rid, nm, h in raw.execute(
+                "select id, name, content_hash from records where name in (select name from gidx_batch_names)"
+            ).fetchall()}
+            raw.unregister("gidx_batch_names")
+            for rid, (nm, _, h, old) in zip(ids, batch):
+                held = now_held.get(nm)
+                if held is None:
+                    keep.append(rid)
+                elif held[1] == h:
+                    lost[nm] = f"already indexed as {nm!r} (by a concurrent ingest)"
+                elif old is None:
+                    lost[nm] = (f"record {nm!r} was stored with different intervals by a concurrent ingest; "
+                                "rerun with --replace to swap in this version")
+                else:  # replace whatever version holds the name now
+                    keep.append(rid)
+                    gone.append(held[0])
+            self._forget_records(raw, gone)
+            if keep:
+                kept = ",".join(str(int(i)) for i in keep)
+                raw.register("gidx_new_records", rec)
+                raw.register("gidx_new_intervals", iv)
+                raw.execute(f"insert into records by name select * from gidx_new_records where id in ({kept})")
+                raw.execute(f"insert into intervals by name select * from gidx_new_intervals where record_id in ({kept})")
+                raw.unregister("gidx_new_records")
+                raw.unregister("gidx_new_intervals")
+        if gone:  # committed: the old versions' vectors are orphans now, of every set encoder
+            for t in self.vectors.tables():
+                self.vectors.delete(t, gone)
         return lost
+
+    @staticmethod
+    def _forget_records(raw, ids: list[int]) -> None:
+        """Delete records and everything of theirs from the catalog, inside the caller's
+        transaction: intervals, query results, seqpare rows in both directions and truth
+        progress. A record that kept only its top K truth rows (``gidx truth --top K``)
+        and had one of these among them has lost a neighbour that an incremental run
+        cannot bring back (it only looks at newer ids): its progress is reset, so the
+        next ``gidx truth`` recomputes it against everyone."""
+        if not ids:
+            return
+        inl = ",".join(str(int(i)) for i in ids)
+        raw.execute("delete from seqpare_progress where top_k > 0 and record_id in "
+                    f"(select query_id from seqpare where target_id in ({inl}))")
+        for tbl, col in (("intervals", "record_id"), ("query_results", "record_id"), ("seqpare", "query_id"),
+                         ("seqpare", "target_id"), ("seqpare_progress", "record_id"), ("records", "id")):
+            raw.execute(f"delete from {tbl} where {col} in ({inl})")
 
     # ---- query -------------------------------------------------------------
 
-    def query(
+    def search(
         self,
         query: str | Path | IntervalSet,
         k: int = 20,
@@ -558,53 +744,51 @@ class Index:
         exact: bool = False,
         name: str | None = None,
         skip_unknown_chroms: bool = False,
-        save: bool = True,
-    ):
-        """Rank records by similarity to a query BED file (or IntervalSet).
+        stale_ok: bool = False,
+        source: str | None = None,
+    ) -> "QueryRun":
+        """Rank records by similarity to a query; nothing is stored (see :meth:`query`).
 
-        Default: the top ``rerank`` (P) candidates of the vector search are
-        rescored with exact seqpare and re-ranked (S first, vector score to
-        break ties). ``rerank=None``: the raw vector ranking. ``exact=True``:
-        exhaustive exact search over all records.
-
-        Returns a pyarrow Table ``rank, record_id, record, score, exact_score,
-        n_intervals`` (``score`` = cosine of the set embeddings, ``exact_score``
-        = seqpare S); schema metadata ``gidx.query_id`` is the stored query id.
-        """
+        ``stale_ok``: while another process holds the catalog, rank against the
+        records of the last snapshot instead of waiting (a server does). ``source``:
+        what to record as the query's origin (default: the file's absolute path)."""
         import pyarrow as pa
-        from sqlalchemy import text
+
+        from .queries import QueryRun
 
         t0 = time.perf_counter()
         if k < 1:
             raise GidxError("k must be at least 1")
         if rerank is not None and rerank < 1:
             raise GidxError("--rerank P needs P >= 1")
+        snap = self._snapshot(stale_ok)
         warnings: list[str] = []
         if isinstance(query, IntervalSet):
             qset, qpath = query, "<intervals>"
         else:
-            bf = self.read(query, skip_unknown_chroms)
-            qset, qpath, warnings = bf.intervals, str(Path(query).resolve()), bf.warnings
-        snap = self._snapshot()
-        eid, encoder, names, n_iv = snap["encoder_id"], snap["encoder"], snap["names"], snap["n_intervals"]
+            bf = read_bed(query, self.genome, aliases=snap["aliases"], skip_unknown_chroms=skip_unknown_chroms)
+            qset, qpath, warnings = bf.intervals, source or str(Path(query).resolve()), bf.warnings
+        eid, encoder, names, n_iv, live = (snap["encoder_id"], snap["encoder"], snap["names"], snap["n_intervals"],
+                                           snap["ids"])
         qvec = encoder.embed([qset], self.genome.lengths)[0]
         table_name = self.vector_table(eid, encoder)
         exact_s: dict[int, float] = {}
         if exact:
-            res = self.overlap(set(names)).search(qset)
+            res = self._overlap_of(live, snap["generation"]).search(qset)
             order = np.lexsort((res.record_id, -res.s))[:k]
             ids = res.record_id[order]
-            exact_s = dict(zip(res.record_id[order].tolist(), res.s[order].tolist()))
+            exact_s = dict(zip(ids.tolist(), res.s[order].tolist()))
+            if len(ids) < k:  # records sharing nothing with the query: S = 0, by id
+                rest = live[~np.isin(live, ids)][: k - len(ids)]
+                ids = np.concatenate([ids, rest])
             scores = self.vectors.cosine(table_name, ids, qvec)
             mode = "exact"
         else:
             want = max(k, rerank or 0)
-            ids, scores = self.vectors.search(table_name, qvec, want + 16)
-            keep = np.array([int(i) in names for i in ids], dtype=bool)
-            ids, scores = ids[keep][:want], scores[keep][:want]
+            ids, scores = self.vectors.search(table_name, qvec, want, live)
             mode = "vector"
             if rerank is not None and len(ids):
-                res = self.overlap(set(names)).search(qset, records=ids)
+                res = self._overlap_of(live, snap["generation"]).search(qset, records=ids)
                 exact_s = dict(zip(res.record_id.tolist(), res.s.tolist()))
                 s_of = np.array([exact_s.get(int(i), 0.0) for i in ids])
                 order = np.lexsort((-scores, -s_of))
@@ -619,38 +803,146 @@ class Index:
             "exact_score": pa.array([exact_s.get(int(i), 0.0) if mode != "vector" else None for i in ids], pa.float64()),
             "n_intervals": pa.array([n_iv[int(i)] for i in ids], pa.int64()),
         })
-        elapsed = (time.perf_counter() - t0) * 1000
-        qid = None
+        return QueryRun(table=table, name=name or (Path(query).name if qpath != "<intervals>" else "query"),
+                        source_path=qpath, content_hash=qset.content_hash(), n_intervals=len(qset), k=k,
+                        encoder_id=eid, mode=mode, elapsed_ms=(time.perf_counter() - t0) * 1000, warnings=warnings)
+
+    def query(
+        self,
+        query: str | Path | IntervalSet,
+        k: int = 20,
+        *,
+        rerank: int | None = 200,
+        exact: bool = False,
+        name: str | None = None,
+        skip_unknown_chroms: bool = False,
+        save: bool = True,
+        source: str | None = None,
+    ):
+        """Rank records by similarity to a query BED file (or IntervalSet).
+
+        Default: the top ``rerank`` (P) candidates of the vector search are
+        rescored with exact seqpare and re-ranked (S first, vector score to
+        break ties). ``rerank=None``: the raw vector ranking. ``exact=True``:
+        exhaustive exact search over all records.
+
+        Returns a pyarrow Table ``rank, record_id, record, score, exact_score,
+        n_intervals`` (``score`` = cosine of the set embeddings, ``exact_score``
+        = seqpare S); schema metadata ``gidx.query_id`` is the stored query id
+        (``save``: store the query and its results in the catalog; ``source``: the
+        origin stored with it, default the file's absolute path).
+        """
+        run = self.search(query, k, rerank=rerank, exact=exact, name=name, skip_unknown_chroms=skip_unknown_chroms,
+                          stale_ok=self.query_log.running, source=source)
         if save:
-            with self.catalog.connect(write=True) as conn:
-                # under the write lock nobody else can commit: if the catalog is as our
-                # snapshot saw it, our own insert is its only change (and leaves the
-                # snapshot's tables alone), so the snapshot stays valid after it
-                still_valid = self._snap is not None and self._snap[0] == self.catalog.signature()
-                qid = conn.execute(text(
-                    "insert into queries (created_at, name, source_path, content_hash, n_intervals, k, encoder_id, mode, elapsed_ms) "
-                    "values (:t, :n, :p, :h, :ni, :k, :e, :m, :ms) returning id"
-                ), dict(t=_now(), n=name or (Path(qpath).name if qpath != "<intervals>" else "query"), p=qpath,
-                        h=qset.content_hash(), ni=len(qset), k=k, e=eid, m=mode, ms=elapsed)).scalar()
-                raw = self.catalog.raw(conn)
-                res_tbl = pa.table({"query_id": pa.array([qid] * len(ids), pa.int32()), "rank": table["rank"],
-                                    "record_id": table["record_id"], "score": table["score"],
-                                    "exact_score": table["exact_score"]})
-                raw.register("gidx_new_results", res_tbl)
-                raw.execute("insert into query_results by name select * from gidx_new_results")
-                raw.unregister("gidx_new_results")
-            if still_valid:
-                self._snap = (self.catalog.signature(), self._snap[1])
-        meta = {b"gidx.query_id": str(qid).encode() if qid else b"", b"gidx.elapsed_ms": f"{elapsed:.2f}".encode(),
-                b"gidx.mode": mode.encode(), b"gidx.warnings": "\n".join(warnings).encode()}
-        return table.replace_schema_metadata(meta)
+            self.save_queries([run])
+        return run.result()
+
+    def query_many(
+        self,
+        queries: Iterable[str | Path | IntervalSet],
+        k: int = 20,
+        *,
+        rerank: int | None = 200,
+        exact: bool = False,
+        skip_unknown_chroms: bool = False,
+        save: bool = True,
+        errors: list | None = None,
+        threads: int | None = None,
+        progress: Progress | None = None,
+    ):
+        """Rank records for many queries in one go: files, folders (their BED files)
+        or IntervalSets. Returns one pyarrow Table: ``query`` (the file as given), the
+        columns of :meth:`query`, and ``query_id`` when saved; every query is saved in
+        one transaction at the end.
+
+        ``errors``: a list that collects ``(query, GidxError)`` for queries that fail
+        while the others go on; without it the first failure raises.
+        """
+        import pyarrow as pa
+        from concurrent.futures import ThreadPoolExecutor
+
+        items: list[tuple[str, object]] = []
+        for q in queries:
+            if isinstance(q, IntervalSet):
+                items.append((f"<intervals {len(items) + 1}>", q))
+            else:
+                items += [(str(f), f) for f, _ in expand_paths([q])]
+        opts = dict(rerank=rerank, exact=exact, skip_unknown_chroms=skip_unknown_chroms)
+        if items:
+            self._snapshot()  # once, before the threads start
+            self.genome
+
+        def one(item):
+            try:
+                return self.search(item[1], k, **opts)
+            except GidxError as e:
+                if errors is None:
+                    raise
+                return e
+
+        runs: list = []
+        workers = max(1, min(threads or 2, len(items)))
+        with ThreadPoolExecutor(workers) as pool:
+            for done, got in enumerate(pool.map(one, items)):
+                runs.append(got)
+                if progress:
+                    progress(done + 1, len(items), items[done][0])
+        ok = [(label, r) for (label, _), r in zip(items, runs) if not isinstance(r, GidxError)]
+        if errors is not None:
+            errors += [(label, r) for (label, _), r in zip(items, runs) if isinstance(r, GidxError)]
+        if save and ok:
+            self.save_queries([r for _, r in ok])
+        parts = []
+        for label, r in ok:
+            t = r.table
+            t = t.add_column(0, "query", pa.array([label] * t.num_rows, pa.string()))
+            if save:
+                t = t.append_column("query_id", pa.array([r.query_id] * t.num_rows, pa.int32()))
+            parts.append(t)
+        if not parts:
+            cols = {"query": pa.string(), "rank": pa.int32(), "record_id": pa.int32(), "record": pa.string(),
+                    "score": pa.float64(), "exact_score": pa.float64(), "n_intervals": pa.int64()}
+            if save:
+                cols["query_id"] = pa.int32()
+            return pa.schema(cols).empty_table()
+        return pa.concat_tables(parts)
+
+    @property
+    def query_log(self):
+        """Where searches are stored (:class:`gidx.queries.QueryLog`)."""
+        if self._log is None:
+            from .queries import QueryLog
+
+            self._log = QueryLog(self.catalog)
+        return self._log
+
+    def save_queries(self, runs: list) -> list[int]:
+        """Store finished searches (:meth:`search` results) in the catalog; returns their ids.
+        With a background committer running (:meth:`serve_mode`) they are queued."""
+        if self.query_log.running:
+            return [self.query_log.submit(r) for r in runs]
+        return self.query_log.save(runs)
+
+    def serve_mode(self) -> None:
+        """Keep answering without waiting for the catalog: stored queries go to a
+        background committer (:meth:`close` writes what is queued) and searches use
+        the last catalog snapshot while another process writes."""
+        self.query_log.start()
+
+    def close(self) -> None:
+        """Write queued stored queries and stop the background committer."""
+        if self._log is not None:
+            self._log.close()
 
     # ---- inspection and maintenance -------------------------------------------
 
     def sql(self, query: str, write: bool = False):
         """Run SQL on the catalog (read-only unless ``write``); returns a pyarrow Table."""
-        with self.catalog.connect(write=write) as conn:
-            raw = self.catalog.raw(conn)
+        query = self._dot_command(query)
+        if self._log is not None:
+            self._log.flush()  # this process's stored queries are visible to its own SQL
+        with self.catalog.duck(write=write) as raw:
             try:
                 rel = raw.sql(query)
             except Exception as e:  # DuckDB parse/binder/permission errors are the user's
@@ -660,6 +952,47 @@ class Index:
 
                 return pa.table({})
             return rel.to_arrow_table()
+
+    def sql_each(self, query: str, write: bool = False) -> list:
+        """Run every statement of ``query`` (split as DuckDB splits them) in turn, in one
+        transaction (with ``write``: all of them or none); one pyarrow Table per statement.
+        Dot-commands as in :meth:`sql`."""
+        import pyarrow as pa
+
+        statements = sql_statements(self._dot_command(query))
+        if self._log is not None:
+            self._log.flush()
+        out = []
+        with self.catalog.duck(write=write) as raw:
+            for st in statements:
+                try:
+                    rel = raw.sql(st)
+                    out.append(pa.table({}) if rel is None else rel.to_arrow_table())
+                except Exception as e:  # DuckDB binder/permission errors are the user's
+                    raise GidxError(str(e).splitlines()[0]) from None
+        return out
+
+    def _dot_command(self, query: str) -> str:
+        """The DuckDB CLI's ``.tables`` and ``.schema [TABLE]`` as SQL; any other text is
+        returned unchanged (another dot-command is refused)."""
+        words = query.strip().rstrip(";").split()
+        if not words or not words[0].startswith("."):
+            return query
+        cmd, args = words[0].lower(), words[1:]
+        if cmd == ".tables" and not args:
+            return "select name from sqlite_master where type in ('table', 'view') order by name"
+        if cmd == ".schema" and len(args) <= 1:
+            where = "sql is not null"
+            if args:
+                table = args[0].strip('"').replace("'", "''")
+                where += f" and lower(tbl_name) = lower('{table}')"
+                with self.catalog.duck() as conn:
+                    if not conn.execute(f"select count(*) from sqlite_master where {where}").fetchall()[0][0]:
+                        raise GidxError(f"no such table: {args[0]} (.tables lists them)")
+            # each table's CREATE TABLE, then its indexes
+            return f"select sql from sqlite_master where {where} order by tbl_name, type = 'index', name"
+        raise GidxError(f"{words[0]}: gidx sql knows the dot-commands .tables and .schema [TABLE]; "
+                        "anything else is SQL")
 
     def ls(self):
         return self.sql("select id, name, n_intervals, bp_covered, n_chromosomes, format, ingested_at, source_path "
@@ -676,24 +1009,46 @@ class Index:
             missing = [n for n in names if n not in rows]
             if missing:
                 raise GidxError(f"no such record: {', '.join(missing)}")
-            ids = list(rows.values())
-            for tbl, col in (("intervals", "record_id"), ("query_results", "record_id"), ("seqpare", "query_id"),
-                             ("seqpare", "target_id"), ("seqpare_progress", "record_id"), ("records", "id")):
-                conn.execute(text(f"delete from {tbl} where {col} in :ids").bindparams(
-                    bindparam("ids", expanding=True)), dict(ids=ids))
+            ids = [int(i) for i in rows.values()]
+            self._forget_records(self.catalog.raw(conn), ids)
         for t in self.vectors.tables():
             self.vectors.delete(t, ids)
         return names
 
-    def info(self) -> dict:
-        from sqlalchemy import text
+    def prune_queries(self, before: "str | datetime | None" = None, keep_last: int | None = None) -> int:
+        """Delete stored queries and their results (tables ``queries``, ``query_results``) in one
+        transaction; returns how many queries were removed.
 
+        ``before``: those created before this time (a datetime, or an ISO date or date-time
+        string; UTC, as ``queries.created_at``). ``keep_last``: but never the N newest (alone:
+        every query except the N newest). At least one of the two."""
+        if before is None and keep_last is None:
+            raise GidxError("prune which queries? give before (a date) and/or keep_last (a count)")
+        conds, params = [], []
+        if before is not None:
+            conds.append("created_at < ?")
+            params.append(parse_when(before))
+        if keep_last is not None:
+            if int(keep_last) < 0:
+                raise GidxError(f"keep_last must be 0 or more, got {keep_last}")
+            conds.append(f"id not in (select id from queries order by created_at desc, id desc limit {int(keep_last)})")
+        gone = f"select id from queries where {' and '.join(conds)}"
+        if self._log is not None:
+            self._log.flush()  # queued queries of this process are in the table first
+        with self.catalog.duck(write=True) as conn:
+            n = conn.execute(f"select count(*) from ({gone})", params).fetchall()[0][0]
+            if n:
+                conn.execute(f"delete from query_results where query_id in ({gone})", params)
+                conn.execute(f"delete from queries where id in ({gone})", params)
+        return int(n)
+
+    def info(self) -> dict:
         g = self.genome
         eid, enc = self.set_encoder()
-        with self.catalog.connect() as conn:
-            counts = {t: conn.execute(text(f"select count(*) from {t}")).scalar()
+        with self.catalog.duck() as conn:
+            counts = {t: conn.execute(f"select count(*) from {t}").fetchall()[0][0]
                       for t in ("records", "intervals", "queries")}
-            rev = conn.execute(text("select version_num from alembic_version")).scalar()
+            rev = conn.execute("select version_num from alembic_version").fetchall()[0][0]
 
         def du(p: Path) -> int:
             if p.is_file():

@@ -37,7 +37,8 @@ class TruthReport:
 
 
 def record_sets(index: "Index", record_ids: list[int]):
-    """IntervalSets of stored records, from the catalog, in file order."""
+    """IntervalSets of stored records, from the catalog, in file order (every id asked
+    for that has no interval rows, such as an empty file's record, gets an empty set)."""
     from .intervals import IntervalSet
 
     if not record_ids:
@@ -57,8 +58,11 @@ def record_sets(index: "Index", record_ids: list[int]):
     start, end = tbl.column("chrom_start").to_numpy(), tbl.column("chrom_end").to_numpy()
     out = {}
     bounds = np.flatnonzero(np.diff(rid)) + 1
-    for lo, hi in zip(np.concatenate(([0], bounds)), np.concatenate((bounds, [len(rid)]))):
+    for lo, hi in zip(np.concatenate(([0], bounds)), np.concatenate((bounds, [len(rid)]))) if len(rid) else ():
         out[int(rid[lo])] = IntervalSet(tuple(g.names), chrom[lo:hi], start[lo:hi], end[lo:hi])
+    for r in record_ids:
+        if int(r) not in out:
+            out[int(r)] = IntervalSet(tuple(g.names), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64))
     return out
 
 

@@ -95,18 +95,26 @@ def test_reingest_adds_nothing(request, fixture, folder):
     assert catalog_snapshot(index) == before
 
 
-def test_same_intervals_other_file_is_skipped(hg19_copy, tmp_path):
-    """Idempotence is by content: a re-sorted, uncompressed copy under another name is skipped."""
+def test_same_intervals_other_file_is_another_record(hg19_copy, tmp_path):
+    """One record per file: a re-sorted, uncompressed copy under another name is a second
+    record (idempotence is by name; identical contents are stored twice)."""
     import gzip
 
     src = HG19_BEDS / "GSM1295076_CBX6_BF_ChipSeq_mergedReps_peaks.bed.gz"
     lines = gzip.decompress(src.read_bytes()).decode().splitlines(keepends=True)
     copy = tmp_path / "resorted.bed"
     copy.write_text("".join(sorted(lines)))
+    idx = Index.open(hg19_copy)
+    rep = idx.ingest([copy])
+    assert rep.added == ["resorted"] and not rep.skipped
+    (h1,), (h2,) = (sql1(hg19_copy, f"select content_hash from records where name = '{n}'")[0]
+                    for n in ("resorted", "GSM1295076_CBX6_BF_ChipSeq_mergedReps_peaks"))
+    assert h1 == h2
+    res = idx.query(copy, k=2, save=False)
+    assert sorted(res["record"].to_pylist()) == ["GSM1295076_CBX6_BF_ChipSeq_mergedReps_peaks", "resorted"]
+    assert res["exact_score"].to_pylist() == pytest.approx([1.0, 1.0])
     before = catalog_snapshot(hg19_copy)
-    rep = Index.open(hg19_copy).ingest([copy])
-    assert rep.added == [] and len(rep.skipped) == 1
-    assert "GSM1295076_CBX6_BF_ChipSeq_mergedReps_peaks" in rep.skipped[0][1]
+    assert idx.ingest([copy]).added == []  # and a re-ingest under the same name is a no-op
     assert catalog_snapshot(hg19_copy) == before
 
 
@@ -280,7 +288,14 @@ def test_older_revisions_upgraded_on_open(hg19_index, tmp_path, capsys):
         pytest.skip("only one Alembic revision exists: no older schema to upgrade from")
     head = script.get_current_head()
     columns = "select table_name, column_name, data_type from information_schema.columns order by 1, 2"
-    at_head = sql1(hg19_index, columns)
+    # 0004 changes constraints only (content_hash no longer unique): compare those too
+    constraints = ("select table_name, constraint_type, constraint_text from duckdb_constraints() "
+                   "where constraint_type in ('UNIQUE', 'PRIMARY KEY') order by all")
+
+    def schema(index):
+        return sql1(index, columns), sql1(index, constraints)
+
+    at_head = schema(hg19_index)
     records = sql1(hg19_index, "select * from records order by id")
     for older in revs[1:]:
         index = shutil.copytree(hg19_index, tmp_path / f"at_{older}")
@@ -288,12 +303,12 @@ def test_older_revisions_upgraded_on_open(hg19_index, tmp_path, capsys):
             cfg.attributes["connection"] = conn
             command.downgrade(cfg, older)
         assert sql1(index, "select version_num from alembic_version") == [(older,)]
-        assert sql1(index, columns) != at_head  # the downgrade did change the schema
+        assert schema(index) != at_head  # the downgrade did change the schema
         capsys.readouterr()
         idx = Index.open(index)
         assert f"upgrading catalog schema {older} -> {head}" in capsys.readouterr().err
         assert sql1(index, "select version_num from alembic_version") == [(head,)]
-        assert sql1(index, columns) == at_head
+        assert schema(index) == at_head
         assert sql1(index, "select * from records order by id") == records
         res = idx.query(HG19_BEDS / "GSM1174480_ARmo_0M_peaks.bed.gz", k=1)
         assert res.column("record")[0].as_py() == "GSM1174480_ARmo_0M_peaks"
