@@ -21,12 +21,12 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the result to this file instead of stdout.")]
 
 
-def open_index(index: Path):
+def open_index(index: Path, prefetch: bool = False):
     from gidx.errors import IndexStateError
     from gidx.index import Index
 
     try:
-        return Index.open(index)
+        return Index.open(index, prefetch=prefetch)
     except IndexStateError as e:
         if not (Path(index) / "catalog.duckdb").exists():  # say how the folder was chosen
             raise IndexStateError(f"{e} [the index folder comes from -i/--index, else $GIDX_INDEX, "

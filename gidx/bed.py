@@ -335,6 +335,26 @@ def _lookup_table(genome: "Genome", aliases: dict[str, str] | None) -> dict[str,
     return lookup
 
 
+def _decimals(column) -> np.ndarray | None:
+    """int64 values of a string column whose every value is 1-18 ASCII digits, else
+    None. Done on the Arrow buffers with numpy: ``pyarrow.compute`` costs ~70 ms
+    to import, a sixth of a one-shot ``gidx query``."""
+    arr = column.combine_chunks()
+    if arr.null_count or not len(arr):
+        return None
+    _, offsets, data = arr.buffers()
+    off = np.frombuffer(offsets, np.int32, len(arr) + 1, arr.offset * 4)
+    lengths = np.diff(off)
+    if lengths.min() < 1 or lengths.max() > 18:
+        return None
+    digits = np.frombuffer(data, np.uint8, int(off[-1] - off[0]), int(off[0])).astype(np.int64) - 48
+    if digits.min() < 0 or digits.max() > 9:
+        return None
+    # each digit times 10^(digits after it in its own value), summed per value
+    after = np.repeat(off[1:] - off[0], lengths) - 1 - np.arange(len(digits))
+    return np.add.reduceat(digits * 10 ** after, off[:-1] - off[0])
+
+
 def _read_clean(raw: bytes, path: Path, genome: "Genome | None", aliases: dict[str, str] | None) -> BedFile | None:
     """Fast path: parse with pyarrow's CSV reader when the file is clean.
 
@@ -347,7 +367,6 @@ def _read_clean(raw: bytes, path: Path, genome: "Genome | None", aliases: dict[s
     import io
 
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
     pos, header, first = 0, 0, None
@@ -383,10 +402,9 @@ def _read_clean(raw: bytes, path: Path, genome: "Genome | None", aliases: dict[s
         )
         if tbl.num_rows == 0 or tbl.column("c1").null_count or tbl.column("c2").null_count:
             return None
-        if not all(pc.all(pc.ascii_is_decimal(tbl.column(c))).as_py() for c in ("c1", "c2")):
+        start, end = _decimals(tbl.column("c1")), _decimals(tbl.column("c2"))
+        if start is None or end is None:
             return None  # signs, spaces, hex, non-ASCII digits...: the line reader decides
-        start = pc.cast(tbl.column("c1"), pa.int64()).to_numpy()
-        end = pc.cast(tbl.column("c2"), pa.int64()).to_numpy()
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         return None
     if (start < 0).any() or (start > end).any():

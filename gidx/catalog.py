@@ -162,22 +162,31 @@ class Catalog:
 
     # ---- schema ---------------------------------------------------------
 
+    @staticmethod
+    def _revision(conn) -> str | None:
+        has = conn.execute(
+            "select count(*) from information_schema.tables where table_name = 'alembic_version'").fetchall()[0][0]
+        if not has:
+            return None
+        return conn.execute("select version_num from alembic_version").fetchall()[0][0]
+
     def revision(self) -> str | None:
         with self.duck() as conn:
-            has = conn.execute(
-                "select count(*) from information_schema.tables where table_name = 'alembic_version'").fetchall()[0][0]
-            if not has:
-                return None
-            return conn.execute("select version_num from alembic_version").fetchall()[0][0]
+            return self._revision(conn)
 
-    def ensure_schema(self, create: bool = False) -> None:
-        """Create (``create=True``) or check/upgrade the schema."""
+    def ensure_schema(self, create: bool = False, then=None) -> None:
+        """Create (``create=True``) or check/upgrade the schema. ``then(conn)``: more
+        reads in the same transaction when the schema is current (a connection less
+        for a one-shot command)."""
         if create:
             self._alembic_upgrade()
             return
-        rev = self.revision()
-        if rev == SCHEMA_HEAD:
-            return
+        with self.duck() as conn:
+            rev = self._revision(conn)
+            if rev == SCHEMA_HEAD:
+                if then is not None:
+                    then(conn)
+                return
         if rev is None:
             raise IndexStateError(f"{self.path}: not a gidx catalog (no schema revision)")
         if rev not in KNOWN_REVISIONS:

@@ -78,10 +78,21 @@ def check_truth(index: "Index") -> tuple[list[int], str]:
     if not n_pairs:
         raise GidxError("no seqpare ground truth in the catalog: run `gidx truth` first")
     newest = max(ids)
-    stale = [r for r in ids if prog.get(r, 0) < newest]
-    if stale:
-        raise GidxError(f"seqpare ground truth is stale for {len(stale)} of {len(ids)} records "
-                        f"(ingested after the last truth run): run `gidx truth` first")
+    # a record with no progress row has no truth (new, or re-ingested after gidx rm: a new id;
+    # or reset by rm under --top K); one whose progress stops below the newest id lacks only
+    # its pairs with the newer records
+    missing = [r for r in ids if r not in prog]
+    behind = [r for r in ids if r in prog and prog[r] < newest]
+    if missing or behind:
+        if missing:
+            what = (f"missing for {len(missing)} of {len(ids)} record{'s' if len(ids) > 1 else ''} "
+                    "(new or changed since the last truth run)")
+            if behind:
+                others = f"{len(behind)} other{'s' if len(behind) > 1 else ''}"
+                what += f"; {others} only lack their pairs with newer records"
+        else:  # (a truth run killed part-way)
+            what = f"incomplete for {len(behind)} of {len(ids)} records"
+        raise GidxError(f"seqpare ground truth is {what}: run `gidx truth` first")
     version = f"records={len(ids)};max_id={newest};pairs={int(n_pairs)};sum_s={float(sum_s):.6f}"
     return ids, version
 
@@ -183,12 +194,13 @@ def stored_vectors(index: "Index", eid: int, encoder, record_ids: list[int]) -> 
     return np.asarray(record_ids, dtype=np.int64), mat / np.maximum(nrm, 1e-12)
 
 
-def eval_index(index: "Index", ks=KS, rerank: int = 100, queries: list[int] | None = None, n_queries: int = 200,
+def eval_index(index: "Index", ks=KS, rerank: int = 200, queries: list[int] | None = None, n_queries: int = 200,
                seed: int = 0) -> tuple[list[dict], list[int]]:
     """Active encoder and position sketch side by side, with and without re-rank.
 
     Queries: the held-out records of the active model (never trained on), else
-    a seeded sample of ``n_queries`` records.
+    a seeded sample of ``n_queries`` records; each row's ``query_set`` says which
+    (``held-out`` or ``sampled``; ``given`` for ``queries``).
     """
     import json
 
@@ -197,6 +209,7 @@ def eval_index(index: "Index", ks=KS, rerank: int = 100, queries: list[int] | No
     ids, _ = check_truth(index)
     truth = Truth.from_arrays(*load_seqpare(index))
     eid, enc = index.set_encoder()
+    query_set = "given" if queries is not None else "sampled"
     if queries is None and enc.name == "model":
         with index.catalog.connect() as conn:
             ck = conn.execute(text("select checkpoint from models where id = :m"),
@@ -204,6 +217,7 @@ def eval_index(index: "Index", ks=KS, rerank: int = 100, queries: list[int] | No
         split = index.path / ck / "split.json"
         if split.exists():
             queries = json.loads(split.read_text())["heldout"]
+            query_set = "held-out"
     if queries is None:
         rng = np.random.default_rng(seed)
         queries = sorted(rng.choice(ids, min(n_queries, len(ids)), replace=False).tolist())
@@ -218,5 +232,5 @@ def eval_index(index: "Index", ks=KS, rerank: int = 100, queries: list[int] | No
         rid, mat = stored_vectors(index, e, en, ids)
         for rr in (None, rerank):
             m = evaluate(rid, mat, queries, truth, ks, rr)
-            rows.append({"encoder": label, "rerank": rr or 0, **m})
+            rows.append({"encoder": label, "rerank": rr or 0, **m, "query_set": query_set})
     return rows, queries

@@ -47,6 +47,7 @@ TILES = "tiles.zarr"
 MODELS = "models"
 CACHE = "cache"
 DEFAULT_INDEX = "gidx-index"
+SNAPSHOT_RECHECK = 0.5  # seconds; see Index._snapshot
 
 Progress = Callable[[int, int, str], None]  # (done, total, current item)
 
@@ -124,6 +125,30 @@ def ingest_inputs(paths: Iterable[str | Path], not_bed: list[str] | None = None)
     return out
 
 
+def dot_command(query: str, conn=None) -> str:
+    """The DuckDB CLI's ``.tables`` and ``.schema [TABLE]`` as SQL (``gidx sql``, ``Index.sql``);
+    any text that does not start with '.' is returned unchanged, another dot-command is
+    refused. ``conn``: a DuckDB connection to the catalog, to refuse ``.schema`` of an
+    unknown table (without it, that answers no rows)."""
+    words = query.strip().rstrip(";").split()
+    if not words or not words[0].startswith("."):
+        return query
+    cmd, args = words[0].lower(), words[1:]
+    if cmd == ".tables" and not args:
+        return "select name from sqlite_master where type in ('table', 'view') order by name"
+    if cmd == ".schema" and len(args) <= 1:
+        where = "sql is not null"
+        if args:
+            table = args[0].strip('"').replace("'", "''")
+            where += f" and lower(tbl_name) = lower('{table}')"
+            if conn is not None and not conn.execute(f"select count(*) from sqlite_master where {where}").fetchone()[0]:
+                raise GidxError(f"no such table: {args[0]} (.tables lists them)")
+        # each table's CREATE TABLE, then its indexes
+        return f"select sql from sqlite_master where {where} order by tbl_name, type = 'index', name"
+    raise GidxError(f"{words[0]}: gidx sql knows the dot-commands .tables and .schema [TABLE]; "
+                    "anything else is SQL")
+
+
 def sql_statements(query: str) -> list[str]:
     """The statements of ``query``, split as DuckDB splits them (parsed, not run); a
     syntax error is a :class:`GidxError`. A dot-command (``.tables``) is one statement."""
@@ -149,7 +174,8 @@ def parse_when(value: "str | datetime") -> datetime:
         try:
             when = datetime.fromisoformat(value.strip())
         except ValueError:
-            raise GidxError(f"{value!r} is not an ISO date or date-time (e.g. 2024-06-01 or 2024-06-01T12:00)") from None
+            raise GidxError(f"{value!r} is not an ISO date or date-time "
+                            "(e.g. 2024-06-01 or 2024-06-01T12:00)") from None
     elif isinstance(value, date) and not isinstance(value, datetime):
         when = datetime(value.year, value.month, value.day)
     if not isinstance(when, datetime):
@@ -179,6 +205,8 @@ class Index:
         self._vectors = None
         self._snap: tuple | None = None  # (catalog signature, fingerprint, snapshot)
         self._generation = 0
+        self._checked = 0.0  # when the catalog was last looked into for a changed snapshot
+        self.search_threads: int | None = None  # threads per exact search (None: the cores)
         self._lock = threading.Lock()
         self._overlap: tuple | None = None
         self._memo = None
@@ -261,12 +289,15 @@ class Index:
                          dict(g=str(gid), e=str(eid), s=str(sid), t=str(tid)))
 
     @classmethod
-    def open(cls, path: str | Path) -> "Index":
+    def open(cls, path: str | Path, prefetch: bool = False) -> "Index":
+        """Open an index (an older catalog schema is upgraded). ``prefetch``: also read
+        what queries need (records, encoder, genome) in the same transaction."""
         path = Path(path)
         if not (path / CATALOG).exists():
             raise IndexStateError(f"{path}: no gidx index here (create one with: gidx init {path} --chrom-sizes FILE)")
         self = cls(path)
-        self.catalog.ensure_schema()
+        sig = self.catalog.signature()
+        self.catalog.ensure_schema(then=(lambda conn: self._read_snapshot(conn, sig)) if prefetch else None)
         return self
 
     @staticmethod
@@ -415,26 +446,32 @@ class Index:
         until the catalog changes (checked with a stat, no connection). Safe to call
         from several threads: a snapshot is replaced whole, never changed.
 
-        ``stale_ok``: while another process holds the catalog, answer from the
-        snapshot we have instead of waiting (a server keeps answering during an
-        ingest and sees the new records at its next query)."""
+        ``stale_ok``: a server's mode. The catalog changes with every stored query, so
+        a changed file is looked into at most every ``SNAPSHOT_RECHECK`` seconds; and
+        while another process holds the catalog, the snapshot we have answers instead
+        of waiting. Records ingested meanwhile show up within that time."""
         sig = self.catalog.signature()
         snap = self._snap
-        if snap is not None and snap[0] == sig:
+        if snap is not None and (snap[0] == sig or stale_ok and time.monotonic() - self._checked < SNAPSHOT_RECHECK):
             return snap[2]
+        self._checked = time.monotonic()
         try:
             with self.catalog.duck(timeout=0.0 if stale_ok and snap is not None else None) as conn:
-                fingerprint = conn.execute(self._FINGERPRINT).fetchall()[0]
-                if snap is not None and snap[1] == fingerprint:
-                    self._snap = (sig, fingerprint, snap[2])
-                    return snap[2]
-                if self._genome is None:  # read in this transaction: one connection less
-                    self._genome = self._genome_of(conn)
-                eid, encoder = self._set_encoder(conn)
-                rec = conn.sql("select id, name, n_intervals from records order by id").to_arrow_table()
-                aliases = dict(conn.execute("select alias, name from chrom_aliases").fetchall())
+                return self._read_snapshot(conn, sig)
         except IndexLockedError:
             return snap[2]
+
+    def _read_snapshot(self, conn, sig) -> dict:
+        snap = self._snap
+        fingerprint = conn.execute(self._FINGERPRINT).fetchall()[0]
+        if snap is not None and snap[1] == fingerprint:
+            self._snap = (sig, fingerprint, snap[2])
+            return snap[2]
+        if self._genome is None:  # read in this transaction: one connection less
+            self._genome = self._genome_of(conn)
+        eid, encoder = self._set_encoder(conn)
+        rec = conn.sql("select id, name, n_intervals from records order by id").to_arrow_table()
+        aliases = dict(conn.execute("select alias, name from chrom_aliases").fetchall())
         ids = rec.column("id").to_numpy().astype(np.int64)
         with self._lock:
             self._generation += 1
@@ -456,6 +493,7 @@ class Index:
         progress: Progress | None = None,
         batch_intervals: int = 2_000_000,
         batch_records: int = 256,
+        ray: str | None = None,
     ) -> IngestReport:
         """Add BED files (folders are searched recursively), one record per file.
 
@@ -469,6 +507,11 @@ class Index:
         without intervals become records with 0 intervals, with a warning.
 
         A rejected file is reported and skipped; the others still go in.
+
+        ``ray``: parse (and embed) the files on Ray workers (``"auto"`` or a cluster
+        address; see :mod:`gidx.distributed`): the files must be at the same paths on
+        every worker. This process still commits every batch as without Ray, in input
+        order: the same crash guarantees, the same index.
         """
         t0 = time.perf_counter()
         not_bed: list[str] = []
@@ -488,10 +531,12 @@ class Index:
         in_this: dict[str, tuple[str, str]] = {}  # name -> (path, content hash) in this ingest
         report = IngestReport(not_bed=not_bed)
         batch: list[tuple[str, BedFile, str, int | None]] = []
+        batch_vecs: list[np.ndarray | None] = []  # vectors embedded by Ray workers (None: embed here)
 
         def flush() -> None:
             if batch:
-                lost = self._commit_batch(batch, eid, encoder)
+                vecs = np.stack(batch_vecs) if all(v is not None for v in batch_vecs) else None
+                lost = self._commit_batch(batch, eid, encoder, vecs)
                 for nm, bf, _, old in batch:
                     if nm in lost:
                         report.skipped.append((str(bf.path), lost[nm]))
@@ -501,6 +546,7 @@ class Index:
                         report.replaced.append(nm)
                     report.intervals += len(bf.intervals)
                 batch.clear()
+                batch_vecs.clear()
 
         def parse(item: tuple[Path, str]) -> BedFile | InputError:
             try:
@@ -514,11 +560,16 @@ class Index:
 
         from concurrent.futures import ThreadPoolExecutor
 
-        # parse the next files while this one is embedded and stored (decompression,
-        # pyarrow's CSV reader and numpy release the GIL)
         pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
-        parsed = pool.map(parse, files)
-        for done, ((path, nm), bf) in enumerate(zip(files, parsed)):
+        if ray is None:
+            # parse the next files while this one is embedded and stored (decompression,
+            # pyarrow's CSV reader and numpy release the GIL)
+            parsed = ((bf, None) for bf in pool.map(parse, files))
+        else:  # parsed (and embedded) on Ray workers, consumed in input order
+            from .distributed import ingest_results
+
+            parsed = ingest_results(ray, files, genome, aliases, skip_unknown_chroms, encoder)
+        for done, ((path, nm), (bf, vec)) in enumerate(zip(files, parsed)):
             if progress:
                 progress(done, len(files), str(path))
             if isinstance(bf, InputError):
@@ -551,6 +602,7 @@ class Index:
                                        "(seqpare S = 0 against every other set)")
             in_this[nm] = (str(path), h)
             batch.append((nm, bf, h, old[0] if old is not None else None))
+            batch_vecs.append(vec)
             if len(batch) >= batch_records or sum(len(b[1].intervals) for b in batch) >= batch_intervals:
                 flush()
         flush()
@@ -597,7 +649,7 @@ class Index:
         key = (names, generation if generation is not None else live.tobytes())
         cached = self._overlap
         if cached is None or cached[0] != key:
-            ov = OverlapIndex.open(seg_dir, live)
+            ov = OverlapIndex.open(seg_dir, live, threads=self.search_threads)
             lacking = len(live) - len(ov.record_ids)
             if lacking:  # exact scores would silently miss records: refuse instead
                 raise IndexStateError(f"{self.path}: the overlap structure lacks {lacking} record(s); "
@@ -605,11 +657,12 @@ class Index:
             cached = self._overlap = (key, ov)
         return cached[1]
 
-    def truth(self, top_k: int = 0, progress: Progress | None = None):
-        """Compute exact seqpare ground truth into the catalog (incremental, resumable)."""
+    def truth(self, top_k: int = 0, progress: Progress | None = None, ray: str | None = None):
+        """Compute exact seqpare ground truth into the catalog (incremental, resumable).
+        ``ray``: the searches run on Ray workers (``"auto"`` or a cluster address)."""
         from .truth import compute_truth
 
-        return compute_truth(self, top_k=top_k, progress=progress)
+        return compute_truth(self, top_k=top_k, progress=progress, ray=ray)
 
     def _reserve_ids(self, n: int) -> list[int]:
         from sqlalchemy import text
@@ -617,7 +670,8 @@ class Index:
         with self.catalog.connect(write=True) as conn:
             return [int(r[0]) for r in conn.execute(text(f"select nextval('record_id_seq') from range({n})"))]
 
-    def _commit_batch(self, batch: list[tuple[str, BedFile, str, int | None]], eid: int, encoder) -> dict[str, str]:
+    def _commit_batch(self, batch: list[tuple[str, BedFile, str, int | None]], eid: int, encoder,
+                      vecs: np.ndarray | None = None) -> dict[str, str]:
         """Store a batch of ``(name, file, content hash, id of the record it replaces or None)``;
         returns {name: why} for records another process stored first.
 
@@ -631,11 +685,14 @@ class Index:
         Readers never see both or neither: they take the live ids from the catalog.
         The new id is above every truth progress mark, so ``gidx truth`` compares it
         with everyone and everyone with it.
+
+        ``vecs``: the batch's set vectors when already embedded (by Ray workers).
         """
         import pyarrow as pa
 
         sets = [bf.intervals for _, bf, _, _ in batch]
-        vecs = encoder.embed(sets, self.genome.lengths)
+        if vecs is None:
+            vecs = encoder.embed(sets, self.genome.lengths)
         ids = self._reserve_ids(len(batch))
         # 1. derived data first (orphans if we die before the catalog commit)
         self.vectors.add(self.vector_table(eid, encoder), np.asarray(ids), vecs)
@@ -927,7 +984,10 @@ class Index:
     def serve_mode(self) -> None:
         """Keep answering without waiting for the catalog: stored queries go to a
         background committer (:meth:`close` writes what is queued) and searches use
-        the last catalog snapshot while another process writes."""
+        the last catalog snapshot while another process writes. Each exact search runs
+        in its caller's thread: a server's parallelism is its concurrent requests."""
+        self.search_threads = 1
+        self._overlap = None
         self.query_log.start()
 
     def close(self) -> None:
@@ -973,26 +1033,11 @@ class Index:
         return out
 
     def _dot_command(self, query: str) -> str:
-        """The DuckDB CLI's ``.tables`` and ``.schema [TABLE]`` as SQL; any other text is
-        returned unchanged (another dot-command is refused)."""
-        words = query.strip().rstrip(";").split()
-        if not words or not words[0].startswith("."):
+        """:func:`dot_command` with this catalog (any other text is returned unchanged)."""
+        if not query.strip().startswith("."):
             return query
-        cmd, args = words[0].lower(), words[1:]
-        if cmd == ".tables" and not args:
-            return "select name from sqlite_master where type in ('table', 'view') order by name"
-        if cmd == ".schema" and len(args) <= 1:
-            where = "sql is not null"
-            if args:
-                table = args[0].strip('"').replace("'", "''")
-                where += f" and lower(tbl_name) = lower('{table}')"
-                with self.catalog.duck() as conn:
-                    if not conn.execute(f"select count(*) from sqlite_master where {where}").fetchall()[0][0]:
-                        raise GidxError(f"no such table: {args[0]} (.tables lists them)")
-            # each table's CREATE TABLE, then its indexes
-            return f"select sql from sqlite_master where {where} order by tbl_name, type = 'index', name"
-        raise GidxError(f"{words[0]}: gidx sql knows the dot-commands .tables and .schema [TABLE]; "
-                        "anything else is SQL")
+        with self.catalog.duck() as conn:
+            return dot_command(query, conn)
 
     def ls(self):
         return self.sql("select id, name, n_intervals, bp_covered, n_chromosomes, format, ingested_at, source_path "

@@ -66,13 +66,30 @@ def record_sets(index: "Index", record_ids: list[int]):
     return out
 
 
+def search_one(overlap, query, covered_upto: int, ids_sorted: np.ndarray, top_k: int):
+    """seqpare of one query record against the targets it still lacks (ids above
+    ``covered_upto``; 0: every record), cut to the ``top_k`` best (0: all)."""
+    targets = None if covered_upto == 0 else ids_sorted[ids_sorted > covered_upto]
+    res = overlap.search(query, records=targets)
+    if top_k:
+        order = np.lexsort((res.record_id, -res.s))[:top_k]
+        res = type(res)(res.n_q, res.record_id[order], res.n_t[order], res.teo[order], res.s[order], res.tc[order])
+    return res
+
+
 def compute_truth(
     index: "Index",
     top_k: int = 0,
     progress: Callable[[int, int, str], None] | None = None,
     batch_seconds: float = BATCH_SECONDS,
+    ray: str | None = None,
 ) -> TruthReport:
-    """Bring the ``seqpare`` table up to date with the index's records."""
+    """Bring the ``seqpare`` table up to date with the index's records.
+
+    ``ray``: compute the searches on Ray workers (``"auto"`` or a cluster address, see
+    :mod:`gidx.distributed`), in shards of query records; this process still writes
+    every row and progress mark, in the same transactions, so the rows are those of a
+    single-process run and a killed run resumes the same way."""
     import pyarrow as pa
     from sqlalchemy import text
 
@@ -147,20 +164,34 @@ def compute_truth(
         pending.clear()
 
     last_commit = time.perf_counter()
-    for chunk_start in range(0, len(todo), 64):
+    if ray is not None and todo:
+        from .distributed import truth_results, truth_shard_size
+
+        size = truth_shard_size(ray, len(todo))
+        starts = range(0, len(todo), size)
+
+        def shards():  # each shard's intervals are read from the catalog when it is submitted
+            for lo in starts:
+                chunk = todo[lo : lo + size]
+                sets = record_sets(index, chunk)
+                yield [(q, sets[q], done.get(q, (0, 0))[0]) for q in chunk]
+
+        finished = 0
+        for results in truth_results(ray, index.path, ids_sorted, shards(), top_k):
+            pending += results
+            finished += len(results)
+            if progress:
+                progress(finished, len(todo), f"record {results[-1][0]}")
+            if time.perf_counter() - last_commit > batch_seconds:
+                commit()
+                last_commit = time.perf_counter()
+    for chunk_start in range(0, 0 if ray is not None else len(todo), 64):
         chunk = todo[chunk_start : chunk_start + 64]
         sets = record_sets(index, chunk)
         for j, q in enumerate(chunk):
             if progress:
                 progress(chunk_start + j, len(todo), f"record {q}")
-            covered = done.get(q, (0, 0))[0]
-            targets = None if covered == 0 else ids_sorted[ids_sorted > covered]
-            res = overlap.search(sets[q], records=targets)
-            if top_k:
-                order = np.lexsort((res.record_id, -res.s))[:top_k]
-                res = type(res)(res.n_q, res.record_id[order], res.n_t[order], res.teo[order],
-                                res.s[order], res.tc[order])
-            pending.append((q, res))
+            pending.append((q, search_one(overlap, sets[q], done.get(q, (0, 0))[0], ids_sorted, top_k)))
             if time.perf_counter() - last_commit > batch_seconds:
                 commit()
                 last_commit = time.perf_counter()

@@ -187,3 +187,130 @@ def gidx_cli(capsys, monkeypatch):
         return CliResult(code, cap.out, cap.err)
 
     return run
+
+
+# ---- `gidx serve` as a real subprocess (test_serve.py, test_browser.py) ------------------------
+
+
+class ServedIndex:
+    """A running ``gidx serve`` on a loopback port, and a small HTTP client for it (stdlib only)."""
+
+    def __init__(self, proc, host: str, port: int, token: str | None, log: Path, index: Path):
+        self.proc, self.host, self.port, self.token, self.log, self.index = proc, host, port, token, log, index
+        self.base = f"http://{host}:{port}"
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+                token: str | None = "default", timeout: float = 60):
+        """(status, parsed JSON or text, headers) of one request; ``token=None`` sends none."""
+        import http.client
+        import json
+
+        hdrs = dict(headers or {})
+        tok = self.token if token == "default" else token
+        if tok is not None:
+            hdrs.setdefault("Authorization", f"Bearer {tok}")
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            r = conn.getresponse()
+            data = r.read()
+        finally:
+            conn.close()
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            parsed = data.decode(errors="replace")
+        return r.status, parsed, dict(r.getheaders())
+
+    def get(self, path: str, **kw):
+        return self.request("GET", path, **kw)
+
+    def post_json(self, path: str, obj, **kw):
+        import json
+
+        return self.request("POST", path, json.dumps(obj).encode(), {"Content-Type": "application/json"}, **kw)
+
+    def post_file(self, path: str, filename: str, data: bytes, field: str = "file", **kw):
+        import uuid
+
+        b = uuid.uuid4().hex
+        body = (f'--{b}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+                f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{b}--\r\n".encode()
+        return self.request("POST", path, body, {"Content-Type": f"multipart/form-data; boundary={b}"}, **kw)
+
+    def sql(self, statement: str):
+        status, body, _ = self.post_json("/sql", {"sql": statement})
+        assert status == 200, body
+        return body["rows"]
+
+    def stop(self, timeout: float = 30) -> int:
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def start_server(index: Path, *args: str, token: str | None = None, log: Path | None = None) -> ServedIndex:
+    """``gidx serve -i INDEX --port 0`` (any free port, printed on stderr), once /health answers."""
+    import os
+    import re
+    import subprocess
+    import tempfile
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GIDX_INDEX", "GIDX_TOKEN")}
+    if token is not None:
+        env["GIDX_TOKEN"] = token  # the way the README recommends (not on the command line)
+    log = log or Path(tempfile.mkstemp(prefix="gidx-serve-", suffix=".log")[1])
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gidx.cli.main", "serve", "-i", str(index), "--port", "0",
+                                 "-q", *args], stdout=out, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 90
+    server = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gidx serve exited with {proc.returncode}:\n{log.read_text()}")
+        if server is None:
+            m = re.search(r"gidx serve: http://(127\.0\.0\.1):(\d+)/", log.read_text())
+            if m:
+                server = ServedIndex(proc, m.group(1), int(m.group(2)), token, log, Path(index))
+        if server is not None:
+            try:
+                if server.get("/health", timeout=5)[0] == 200:
+                    return server
+            except OSError:
+                pass
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"gidx serve did not answer within 90 s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def serve_index(tmp_path_factory):
+    """``serve_index(index, *args, token=None)`` starts ``gidx serve``; all are stopped after the module."""
+    started: list[ServedIndex] = []
+
+    def start(index: Path, *args: str, token: str | None = None) -> ServedIndex:
+        s = start_server(index, *args, token=token, log=tmp_path_factory.mktemp("serve-log") / "serve.log")
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def yeast_served(yeast_index, tmp_path_factory, serve_index) -> ServedIndex:
+    """``gidx serve`` (no token) on a module-private copy of the yeast index."""
+    return serve_index(_copy(yeast_index, tmp_path_factory.mktemp("served") / "idx"))

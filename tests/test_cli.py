@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -215,8 +216,7 @@ BAD_CASES = {
     "binary_nul": ("a.bed", b"chr1\t1\t2\nchr1\t3\t4\n\x00\x00\x7fELF\x02\x01", 3, ["binary data"]),
     "garbage_not_utf8": ("a.bed", bytes(range(128, 256)) * 4, 1, ["not UTF-8"]),
     "garbage_gzip": ("a.bed.gz", b"\x1f\x8b" + bytes(range(256)) * 4, 1, ["corrupt gzip"]),
-    "empty": ("a.bed", b"", None, ["no intervals"]),
-    "only_headers": ("a.bed", _bytes("track name=x\n#chrom\tstart\tend\n"), None, ["no intervals"]),
+    # (empty and header-only files are records with 0 intervals: see EMPTY_CASES)
 }
 
 
@@ -289,6 +289,52 @@ def test_good_input_variants_ingest(case, hg19_copy, tmp_path, gidx_cli):
     name = fname.removesuffix(".gz").rsplit(".", 1)[0]
     got = records_by_name(hg19_copy)[name]
     assert got[0] == n and got[1] == fmt
+
+
+EMPTY_CASES = {
+    # name: (file name, content, header lines)
+    "empty": ("e.bed", b"", 0),
+    "blank_lines": ("e.bed", b"\n\n\r\n", 0),
+    "only_headers": ("e.bed", _bytes("track name=x\n#chrom\tstart\tend\n"), 2),
+    "only_comments_gz": ("e.bed.gz", gzip.compress(b"# no peaks called\nbrowser position chr1:1-100\n"), 2),
+    "narrowPeak_empty": ("e.narrowPeak", b"", 0),
+}
+
+
+@pytest.mark.parametrize("case", list(EMPTY_CASES))
+def test_empty_file_is_a_record_with_no_intervals(case, hg19_copy, tmp_path, gidx_cli):
+    """Peak callers write empty files: a record with 0 intervals and one warning line, not an error."""
+    fname, content, headers = EMPTY_CASES[case]
+    path = tmp_path / fname
+    path.write_bytes(content)
+    before = records_by_name(hg19_copy)
+    res = gidx_cli("ingest", path, "-i", hg19_copy)
+    assert res.code == 0, res.err
+    warnings = [line for line in res.err.splitlines() if line.startswith("Warning:")]
+    assert warnings == [f"Warning: {path}: no intervals (empty file or only header lines); stored as record 'e' "
+                        "with 0 intervals (seqpare S = 0 against every other set)"]
+    assert "Added 1, skipped 0, rejected 0 file(s); 0 intervals" in res.err
+    got = records_by_name(hg19_copy)
+    assert set(got) - set(before) == {"e"}
+    n, fmt, chroms, extra = got["e"]
+    assert (n, chroms, json.loads(extra)["header_lines"]) == (0, "", headers)
+    assert fmt == ("narrowPeak" if "narrowPeak" in fname else "BED")
+    assert sql1(hg19_copy, "select count(*) from intervals i join records r on r.id = i.record_id "
+                           "where r.name = 'e'") == [(0,)]
+    # idempotent like any file
+    res = gidx_cli("ingest", path, "-i", hg19_copy)
+    assert res.code == 0 and "already indexed as 'e'" in res.err
+    # ls shows it
+    assert {r["name"]: r["n_intervals"] for r in json.loads(gidx_cli("ls", "-i", hg19_copy, "-f", "json").out)}["e"] == 0
+
+
+def test_query_with_empty_file_is_one_error_line(hg19_index, tmp_path, gidx_cli):
+    n = sql1(hg19_index, "select count(*) from queries")
+    for content in (b"", b"track name=x\n# nothing\n"):
+        path = tmp_path / "q.bed"
+        path.write_bytes(content)
+        assert_one_error_line(gidx_cli("query", path, "-i", hg19_index), path, None, "no intervals", "nothing to rank")
+    assert sql1(hg19_index, "select count(*) from queries") == n
 
 
 def test_crlf_coordinates_exact(hg19_copy, tmp_path, gidx_cli):
@@ -603,3 +649,299 @@ def test_review_findings_user_errors_are_one_line(hg19_copy, gidx_cli, tmp_path)
     assert r.code == 2 and "gidx check --repair" in r.error_lines[0]
     assert gidx_cli("check", "-i", hg19_copy, "--repair").code == 0
     assert gidx_cli("query", q, "-i", hg19_copy).code == 0
+
+
+# ---- issue 16: a newcomer's paper cuts ---------------------------------------------------------
+
+
+def test_version_is_cheap(gidx_cli):
+    import gidx
+
+    res = gidx_cli("--version")
+    assert res.code == 0 and res.out == f"gidx {gidx.__version__}\n" and res.err == ""
+    # nothing heavy is imported to print it
+    code = ("import sys; sys.argv = ['gidx', '--version']\nfrom gidx.cli.main import main\ntry:\n    main()\n"
+            "except SystemExit:\n    pass\nprint(sorted(m for m in ('duckdb', 'pyarrow', 'lancedb', 'torch', 'numpy', "
+            "'sqlalchemy') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [f"gidx {gidx.__version__}", "[]"]
+
+
+def test_sql_dot_commands(hg19_index, gidx_cli):
+    want = {r[0] for r in sql1(hg19_index, "select name from sqlite_master where type = 'table'")}
+    assert {"seqpare", "seqpare_progress", "models", "tilings", "intervals"} <= want
+    res = gidx_cli("sql", "-i", hg19_index, ".tables", "-f", "json")
+    assert res.code == 0, res.err
+    assert [r["name"] for r in json.loads(res.out)] == sorted(want)
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert not [t for t in want if f"`{t}`" not in readme], "tables missing from the README's list"
+    # the Python API answers them too
+    assert sorted(Index.open(hg19_index).sql(".tables;").column("name").to_pylist()) == sorted(want)
+
+    res = gidx_cli("sql", "-i", hg19_index, ".schema intervals", "-f", "tsv")
+    assert res.code == 0, res.err
+    header, *rows = res.out.splitlines()
+    assert header == "sql" and len(rows) == 1
+    assert rows[0].startswith("CREATE TABLE intervals(") and "chrom_start" in rows[0] and "chrom_end" in rows[0]
+    res = gidx_cli("sql", "-i", hg19_index, ".schema", "-f", "json")
+    stmts = [r["sql"] for r in json.loads(res.out)]
+    assert {s.split("(")[0].removeprefix("CREATE TABLE ") for s in stmts if s.startswith("CREATE TABLE")} == want
+    assert_one_error_line(gidx_cli("sql", "-i", hg19_index, ".schema nope"), None, None, "no such table: nope")
+    assert_one_error_line(gidx_cli("sql", "-i", hg19_index, ".mode csv"), None, None, ".tables", ".schema")
+    # `end` quoted as the help says
+    res = gidx_cli("sql", "-i", hg19_index, 'select chrom_end as "end" from intervals order by record_id, i limit 1',
+                   "-f", "json")
+    assert res.code == 0 and list(json.loads(res.out)[0]) == ["end"]
+    help_text = CliRunner().invoke(app, ["sql", "--help"]).output
+    assert '"end"' in help_text and "chrom_end" in help_text and ".tables" in help_text
+
+
+def test_sql_several_statements(hg19_copy, gidx_cli, tmp_path):
+    two = "select 1 as a, 'x' as b; select 2 as c"
+    res = gidx_cli("sql", "-i", hg19_copy, two)
+    assert res.code == 0, res.err
+    assert res.out.split("\n\n") == ["a  b\n1  x", "c\n2\n"]
+    res = gidx_cli("sql", "-i", hg19_copy, two, "-f", "tsv")
+    assert res.out == "a\tb\n1\tx\n\nc\n2\n"
+    res = gidx_cli("sql", "-i", hg19_copy, two, "-f", "json")
+    assert json.loads(res.out) == [[{"a": 1, "b": "x"}], [{"c": 2}]]
+    out = tmp_path / "two.tsv"
+    assert gidx_cli("sql", "-i", hg19_copy, two, "-f", "tsv", "-o", out).code == 0
+    assert out.read_text() == "a\tb\n1\tx\n\nc\n2\n"
+    # one statement: unchanged (JSON is the plain array of rows)
+    assert json.loads(gidx_cli("sql", "-i", hg19_copy, "select 1 as a;", "-f", "json").out) == [{"a": 1}]
+    # parquet holds one table: refused before anything runs
+    before = catalog_snapshot(hg19_copy)
+    pq_out = tmp_path / "r.parquet"
+    res = gidx_cli("sql", "-i", hg19_copy, "--write", "insert into chrom_aliases select id, 'y', 'chr2' from genomes; "
+                   "select 1", "-f", "parquet", "-o", pq_out)
+    assert_one_error_line(res, None, None, "parquet", "one SQL statement")
+    assert not pq_out.exists() and catalog_snapshot(hg19_copy) == before
+    # --write: all statements or none
+    res = gidx_cli("sql", "-i", hg19_copy, "--write", "insert into chrom_aliases select id, 'y', 'chr2' from genomes; "
+                   "select nope from records")
+    assert_one_error_line(res, None, None, "nope")
+    assert catalog_snapshot(hg19_copy) == before
+    res = gidx_cli("sql", "-i", hg19_copy, "--write", "insert into chrom_aliases select id, 'y', 'chr2' from genomes; "
+                   "select alias from chrom_aliases", "-f", "json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)[1] == [{"alias": "y"}]
+    # a temporary table lives across the statements of one call
+    res = gidx_cli("sql", "-i", hg19_copy, "create temp table t as select 41 + 1 as x; select x from t", "-f", "json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)[-1] == [{"x": 42}]
+
+
+FORMAT_COMMANDS = [  # every command with --format, with the arguments it needs
+    ["query", HG19_BEDS / "GSM1174480_ARmo_0M_peaks.bed.gz"],
+    ["query", HG19_BEDS],
+    ["sql", "select 1"],
+    ["ls"],
+    ["info"],
+    ["encoders"],
+    ["eval"],
+    ["models", "list"],
+    ["queries", "ls"],
+]
+
+
+def test_parquet_to_terminal_refused_by_every_command(monkeypatch, tmp_path, gidx_cli):
+    """Refused before any work: even the index (which does not exist) is not opened."""
+    import gidx.cli.output as output
+
+    monkeypatch.setattr(output, "_stdout_is_terminal", lambda: True)
+    root, cmds = all_commands()
+    with_format = {" ".join(path) for path, cmd in cmds
+                   if any("--format" in getattr(p, "opts", []) for p in cmd.params)}
+    assert with_format == {" ".join(c[:2] if c[0] in ("models", "queries") else c[:1]) for c in FORMAT_COMMANDS} | {
+        "seqpare"}
+    missing = tmp_path / "no-index"
+    cases = [c + ["-i", missing] for c in FORMAT_COMMANDS]
+    cases.append(["seqpare", tmp_path / "nope-a.bed", tmp_path / "nope-b.bed"])
+    for args in cases:
+        res = gidx_cli(*args, "--format", "parquet")
+        assert res.code == 2, (args, res.err)
+        (err,) = res.error_lines
+        assert "-o" in err and "parquet" in err and "no gidx index" not in err, (args, err)
+        assert res.out == ""
+    assert not missing.exists()
+
+
+def test_every_format_command_writes_parquet_to_a_file(hg19_copy, gidx_cli, tmp_path):
+    import pyarrow.parquet as pq
+
+    for i, args in enumerate(FORMAT_COMMANDS):
+        if args[0] == "eval":
+            continue  # needs ground truth: see test_small_index_eval_and_train_warn
+        out = tmp_path / f"{i}.parquet"
+        res = gidx_cli(*args, "-i", hg19_copy, "--format", "parquet", "-o", out)
+        assert res.code == 0, (args, res.err)
+        assert res.out == "" and pq.read_table(out).num_columns > 0
+    t = pq.read_table(tmp_path / f"{FORMAT_COMMANDS.index(['info'])}.parquet").to_pydict()
+    assert dict(zip(t["key"], t["value"]))["records"] == str(len(bed_files(HG19_BEDS)))
+    res = gidx_cli("info", "-i", hg19_copy, "-f", "tsv")
+    assert f"records\t{len(bed_files(HG19_BEDS))}" in res.out.splitlines()
+
+
+def test_option_names_and_metavars_agree():
+    root, cmds = all_commands()
+    by_name = {" ".join(path): cmd for path, cmd in cmds}
+
+    def opt(cmd, name):
+        (p,) = [p for p in cmd.params if p.name == name]
+        return p
+
+    assert set(opt(by_name["eval"], "k").opts) == set(opt(by_name["query"], "k").opts) == {"-k", "--top"}
+    assert opt(by_name["eval"], "rerank").default == opt(by_name["query"], "rerank").default == 200
+    assert "200" in opt(by_name["eval"], "rerank").help
+    bad = []
+    for path, cmd in cmds:
+        for p in cmd.params:
+            if isinstance(p, click.Argument) and (not p.metavar or p.metavar != p.metavar.upper()):
+                bad.append(f"gidx {' '.join(path)}: {p.name} metavar {p.metavar!r}")
+    assert not bad, bad
+    runner = CliRunner()
+    for path, cmd in cmds[1:]:
+        usage = next(line for line in runner.invoke(app, [*path, "--help"]).output.splitlines() if "Usage:" in line)
+        assert not re.search(r"[{\[][a-z_]+", usage), usage
+
+
+def test_rm_by_id(hg19_copy, gidx_cli, tmp_path):
+    rows = json.loads(gidx_cli("ls", "-i", hg19_copy, "-f", "json").out)
+    victim = rows[3]
+    res = gidx_cli("rm", "-i", hg19_copy, str(victim["id"]))
+    assert res.code == 0 and "Removed 1 record(s)" in res.err, res.err
+    left = {r["id"]: r["name"] for r in json.loads(gidx_cli("ls", "-i", hg19_copy, "-f", "json").out)}
+    assert victim["id"] not in left and len(left) == len(rows) - 1
+    # an unknown id (or one already removed) is an unknown record; nothing is removed
+    before = catalog_snapshot(hg19_copy)
+    for args in ([str(victim["id"])], ["99999"], [str(rows[0]["id"]), "99999"]):
+        res = gidx_cli("rm", "-i", hg19_copy, *args)
+        assert_one_error_line(res, None, None, f"no such record: {args[-1]}")
+    assert catalog_snapshot(hg19_copy) == before
+    # a record whose name is digits is removed by its name, not as an id
+    named = tmp_path / f"{rows[0]['id']}.bed"
+    named.write_text("chr1\t100\t200\n")
+    assert gidx_cli("ingest", "-i", hg19_copy, named, "-q").code == 0
+    assert gidx_cli("rm", "-i", hg19_copy, str(rows[0]["id"])).code == 0
+    names = {r[0] for r in sql1(hg19_copy, "select name from records")}
+    assert str(rows[0]["id"]) not in names and rows[0]["name"] in names
+    # names and ids mixed
+    assert gidx_cli("rm", "-i", hg19_copy, rows[0]["name"], str(rows[1]["id"])).code == 0
+    assert not {rows[0]["name"], rows[1]["name"]} & {r[0] for r in sql1(hg19_copy, "select name from records")}
+
+
+def test_queries_ls_and_prune(hg19_copy, gidx_cli):
+    n0 = sql1(hg19_copy, "select count(*) from queries")[0][0]
+    res = gidx_cli("queries", "prune", "-i", hg19_copy, "--keep-last", "0")
+    assert res.code == 0 and f"Removed {n0} stored quer" in res.err and "0 left" in res.err
+    files = bed_files(HG19_BEDS)[:4]
+    for f in files:
+        assert gidx_cli("query", f, "-i", hg19_copy, "-k", "3", "-q").code == 0
+    assert gidx_cli("query", files[0], "-i", hg19_copy, "-q", "--no-save").code == 0
+    res = gidx_cli("queries", "ls", "-i", hg19_copy, "-f", "json")
+    assert res.code == 0, res.err
+    rows = json.loads(res.out)
+    assert [r["name"] for r in rows] == [f.name for f in files]
+    assert list(rows[0]) == ["id", "created_at", "name", "n_intervals", "k", "mode", "elapsed_ms"]
+    assert [r["name"] for r in json.loads(gidx_cli("queries", "ls", "-i", hg19_copy, "-n", "2", "-f", "json").out)] == \
+        [f.name for f in files[2:]]
+    ids = [r["id"] for r in rows]
+    assert sql1(hg19_copy, "select count(*) from query_results")[0][0] == 12
+
+    import duckdb
+
+    with duckdb.connect(str(hg19_copy / "catalog.duckdb")) as c:  # two of them are old
+        c.execute(f"update queries set created_at = '2020-01-01 10:00' where id in ({ids[0]}, {ids[1]})")
+    res = gidx_cli("queries", "prune", "-i", hg19_copy, "--before", "2019-12-31")
+    assert res.code == 0 and "Removed 0 stored queries" in res.err and "4 left" in res.err
+    res = gidx_cli("queries", "prune", "-i", hg19_copy, "--before", "2020-01-01T10:00:00+02:00")  # = 08:00 UTC
+    assert res.code == 0 and "Removed 0 stored queries" in res.err
+    res = gidx_cli("queries", "prune", "-i", hg19_copy, "--before", "2020-01-02", "--keep-last", "3")
+    assert res.code == 0 and "Removed 1 stored query and their results; 3 left" in res.err
+    assert [r[0] for r in sql1(hg19_copy, "select id from queries order by id")] == ids[1:]
+    assert sql1(hg19_copy, f"select count(*) from query_results where query_id = {ids[0]}")[0][0] == 0
+    assert sql1(hg19_copy, "select count(*) from query_results")[0][0] == 9
+    assert Index.open(hg19_copy).prune_queries(before="2020-06-01") == 1
+    res = gidx_cli("queries", "prune", "-i", hg19_copy, "--keep-last", "1", "-q")
+    assert res.code == 0 and res.err == ""
+    assert [r[0] for r in sql1(hg19_copy, "select id from queries")] == [ids[3]]
+    assert sql1(hg19_copy, "select distinct query_id from query_results") == [(ids[3],)]
+    # refusals: one line, nothing removed
+    assert_one_error_line(gidx_cli("queries", "prune", "-i", hg19_copy), None, None, "--before", "--keep-last")
+    assert_one_error_line(gidx_cli("queries", "prune", "-i", hg19_copy, "--before", "last week"), None, None,
+                          "--before last week", "2024-06-01")
+    assert gidx_cli("queries", "prune", "-i", hg19_copy, "--keep-last", "-1").code == 2
+    assert sql1(hg19_copy, "select count(*) from queries")[0][0] == 1
+
+
+def test_small_index_eval_and_train_warn(yeast_copy, hg19_copy, gidx_cli):
+    n = len(bed_files(YEAST_BEDS))
+    assert gidx_cli("truth", "-i", yeast_copy, "-q").code == 0
+    res = gidx_cli("eval", "-i", yeast_copy, "-k", "20", "-f", "json")
+    assert res.code == 0, res.err
+    warnings = [line for line in res.err.splitlines() if line.startswith("Warning:")]
+    assert len(warnings) == 1 and f"{n} records" in warnings[0] and "recall@20" in warnings[0], warnings
+    assert "held-out" not in res.err and f"{n} sampled records" in res.err
+    assert {r["rerank"] for r in json.loads(res.out)} == {0, 200}
+    res = gidx_cli("eval", "-i", yeast_copy, "--top", "3", "-q")  # 17 records are enough for k = 3
+    assert res.code == 0 and "Warning" not in res.err
+    # train warns before it starts (here it then stops: no pair reaches S >= 2)
+    res = gidx_cli("train", "-i", yeast_copy, "--val-k", "20", "--pos-threshold", "2")
+    lines = res.err.strip().splitlines()
+    assert res.code == 2 and lines[0].startswith(f"Warning: the index has {n} records") and "--val-k" in lines[0]
+    assert lines[-1].startswith("Error: no training record has a neighbour")
+    # without ground truth the error alone says what to do
+    res = gidx_cli("train", "-i", hg19_copy)
+    assert res.code == 2 and res.err.strip() == "Error: no seqpare ground truth in the catalog: run `gidx truth` first"
+
+
+def test_stale_truth_counts_only_changed_records(yeast_copy, gidx_cli):
+    n = len(bed_files(YEAST_BEDS))
+    assert gidx_cli("truth", "-i", yeast_copy, "-q").code == 0
+    victim = record_name(bed_files(YEAST_BEDS)[2], YEAST_BEDS)
+    assert gidx_cli("rm", "-i", yeast_copy, victim, "-q").code == 0
+    assert gidx_cli("eval", "-i", yeast_copy, "-k", "3", "-q").code == 0  # removing leaves truth complete
+    res = gidx_cli("ingest", "-i", yeast_copy, YEAST_BEDS)
+    assert res.code == 0 and f"Added 1, skipped {n - 1}" in res.err
+    for cmd in ("eval", "train"):
+        res = gidx_cli(cmd, "-i", yeast_copy, "-q")
+        err = assert_one_error_line(res, None, None, f"missing for 1 of {n} records", "gidx truth")
+        assert f"{n - 1} others only lack their pairs with newer records" in err
+    res = gidx_cli("truth", "-i", yeast_copy)
+    assert res.code == 0 and "Compared" in res.err
+    assert gidx_cli("eval", "-i", yeast_copy, "-k", "3", "-q").code == 0
+
+
+def test_alias_says_what_it_stored(yeast_noalias_copy, gidx_cli):
+    res = gidx_cli("alias", "-i", yeast_noalias_copy, "chrM=chrmt", "MT=chrmt")
+    assert res.code == 0 and res.out == ""
+    assert res.err.splitlines() == ["Stored alias chrM=chrmt (genome sacCer3)",
+                                    "Stored alias MT=chrmt (genome sacCer3)"]
+    res = gidx_cli("alias", "-i", yeast_noalias_copy, "-q", "chrX=chrmt")
+    assert res.code == 0 and res.err == ""
+    assert sql1(yeast_noalias_copy, "select alias from chrom_aliases order by alias") == [("MT",), ("chrM",), ("chrX",)]
+
+
+def test_ingest_counts_non_bed_files(hg19_copy, gidx_cli, tmp_path):
+    folder = tmp_path / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.bed").write_text("chr1\t100\t200\n")
+    (folder / "sub" / "b.narrowPeak").write_text(_narrowpeak(3))
+    for name in ("README.txt", "notes.md", "sub/table.csv"):
+        (folder / name).write_text("not a BED file\n")
+    res = gidx_cli("ingest", "-i", hg19_copy, folder)
+    assert res.code == 0, res.err
+    lines = res.err.strip().splitlines()
+    assert "Skipped 3 non-BED files: README.txt, notes.md, table.csv" in lines
+    assert lines[-1].startswith("Added 2, skipped 0, rejected 0")
+    for i in range(4):
+        (folder / f"extra{i}.txt").write_text("x\n")
+    res = gidx_cli("ingest", "-i", hg19_copy, folder)
+    (line,) = [x for x in res.err.splitlines() if "non-BED" in x]
+    assert line.startswith("Skipped 7 non-BED files: ") and line.endswith(", …") and line.count(",") == 5
+    assert gidx_cli("ingest", "-i", hg19_copy, folder, "-q").err == ""
+    rep = Index.open(hg19_copy).ingest([folder])
+    assert sorted(Path(p).name for p in rep.not_bed) == sorted(
+        ["README.txt", "notes.md", "table.csv"] + [f"extra{i}.txt" for i in range(4)])

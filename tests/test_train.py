@@ -123,10 +123,14 @@ def test_truth_missing_or_stale_is_a_clear_error(hg19_copy, monkeypatch, capsys)
 
     idx = Index.open(hg19_copy)
     idx.truth()
-    idx.ingest([HG19_SIZES.parent.parent / "bed" / "hg19" / "chipseeker_geo" / "GSM1174480_ARmo_0M_peaks.bed.gz"],
-               name="again")  # same content: skipped, truth stays fresh
+    bed = HG19_SIZES.parent.parent / "bed" / "hg19" / "chipseeker_geo" / "GSM1174480_ARmo_0M_peaks.bed.gz"
+    assert not idx.ingest([bed]).added  # the same file again: skipped, truth stays fresh
     code, err = _cli(monkeypatch, capsys, "eval", "-i", hg19_copy, "-k", "5")
     assert code == 0, err
+    n = len(idx.record_ids())
+    assert idx.ingest([bed], name="again").added == ["again"]  # same contents, another record
+    code, err = _cli(monkeypatch, capsys, "eval", "-i", hg19_copy, "-k", "5")
+    assert code == 2 and f"missing for 1 of {n + 1} records" in err, err
 
 
 def test_tiny_training_beats_untrained_and_activates(idx_copy):
@@ -204,7 +208,12 @@ def test_models_activate_only_when_reembedded(idx_copy, monkeypatch, capsys):
 def test_torchrun_two_process_gloo(idx_copy):
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [torchrun, "--nproc_per_node", "2", "--master_port", "29517", "-m", "gidx.cli.train", "train",
+    import socket
+
+    with socket.socket() as sock:  # a free port: a fixed one clashes with a parallel run
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(port), "-m", "gidx.cli.train", "train",
            "-i", str(idx_copy.path), "--epochs", "2", "--steps", "4", "--seeds", "4", "--per-seed", "2",
            "--max-intervals", "64", "--val-fraction", "0.25", "--val-k", "5", "--buckets", "1024",
            "--hidden", "32", "--quiet"]
