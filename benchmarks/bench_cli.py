@@ -92,6 +92,59 @@ def one_shot(work: Path, seqpare: str | None, repeats: int) -> None:
     print()
 
 
+STAGES = r"""
+import sys, time
+T0 = time.perf_counter()
+marks = []
+def mark(n): marks.append((n, time.perf_counter()))
+import gidx.cli.main as m
+mark("import gidx.cli.main (typer)")
+import gidx.index as gi
+mark("import gidx.index (numpy, gidx)")
+def wrap(name, before, after):
+    f = getattr(gi.Index, name)
+    def w(*a, **k):
+        if before: mark(before)
+        r = f(*a, **k)
+        mark(after)
+        return r
+    setattr(gi.Index, name, classmethod(lambda cls, *a, **k: w(*a, **k)) if name == "open" else w)
+wrap("open", "typer argument parsing", "Index.open (duckdb, one connection)")
+wrap("search", None, "Index.search (read BED, sketch, vectors, re-rank)")
+wrap("save_queries", "print the answer", "store the query (one write transaction)")
+sys.argv = ["gidx", "query", sys.argv[1], "-i", sys.argv[2], "-k", "20"]
+try:
+    m.main()
+except SystemExit:
+    pass
+prev = T0
+for n, t in marks:
+    print(f"STAGE\t{n}\t{1000 * (t - prev):.1f}", file=sys.stderr)
+    prev = t
+"""
+
+
+def stages(work: Path, repeats: int, query: str) -> None:
+    """Where a one-shot `gidx query` spends its time (timers around Index.open/search/save)."""
+    idx = work / "ucsc_idx"
+    per: dict[str, list[float]] = {}
+    walls = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        res = subprocess.run([sys.executable, "-c", STAGES, str(UCSC / query), str(idx)], capture_output=True,
+                             text=True, check=True)
+        walls.append(time.perf_counter() - t)
+        for line in res.stderr.splitlines():
+            if line.startswith("STAGE\t"):
+                _, name, ms = line.split("\t")
+                per.setdefault(name, []).append(float(ms))
+    print(f"## one-shot stages, `gidx query {query} -k 20` (median of {repeats})\n")
+    print("| stage | ms |\n|---|---|")
+    for name, v in per.items():
+        print(f"| {name} | {med(v):.0f} |")
+    print(f"| whole process (wall) | {1000 * med(walls):.0f} |\n")
+
+
 def tsv_rows(text: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text), delimiter="\t"))
 
@@ -138,13 +191,16 @@ def main() -> None:
     ap.add_argument("--seqpare", help="reference seqpare binary (built outside this repository)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--work", type=Path, help="scratch folder (kept; default: a temporary one)")
-    ap.add_argument("--only", choices=["one-shot", "batch"])
+    ap.add_argument("--only", choices=["one-shot", "stages", "batch"])
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="gidx-bench-cli-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"# gidx CLI timings ({time.strftime('%Y-%m-%d')}, work folder {work})\n")
     if args.only in (None, "one-shot"):
         one_shot(work, args.seqpare, args.repeats)
+        stages(work, args.repeats, "affyU95.bed.gz")
+    if args.only == "stages":
+        stages(work, args.repeats, "affyU95.bed.gz")
     if args.only in (None, "batch"):
         batch(work)
     if args.work is None:

@@ -468,3 +468,36 @@ def test_shutdown_writes_queued_queries(yeast_index, tmp_path, serve_index):
         stored = c.execute(f"select id, (select count(*) from query_results r where r.query_id = q.id) "
                            f"from queries q where id in ({','.join(map(str, ids))}) order by id").fetchall()
     assert stored == [(i, 4) for i in sorted(ids)]
+
+
+def test_workers_share_the_port_and_store_each_query_once(yeast_index, tmp_path, serve_index):
+    """`--workers 2`: two processes answer on one port; each query is stored once, and a
+    shutdown writes what both had queued."""
+    s = serve_index(_copy(yeast_index, tmp_path / "idx"), "--workers", "2")
+    files = [SSA4, PEAKS, TRANSCRIPTS]
+    want = {f.name: [(r["record"], r["exact_score"]) for r in in_process(s.index, f, k=4)] for f in files}
+    got, errors = [], []
+
+    def client(i: int) -> None:
+        for j in range(4):
+            f = files[(i + j) % len(files)]
+            status, body, _ = s.post_file("/query?k=4", f.name, f.read_bytes())
+            if status != 200:
+                errors.append(body)
+                continue
+            got.append((f.name, body))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert all([(r["record"], r["exact_score"]) for r in body["results"]] == want[name] for name, body in got)
+    ids = [body["query_id"] for _, body in got]
+    assert len(ids) == 16 and len(set(ids)) == 16
+    assert s.stop() == 0, s.log_text()
+    with duckdb.connect(str(s.index / "catalog.duckdb"), read_only=True) as c:
+        stored = c.execute(f"select id, (select count(*) from query_results r where r.query_id = q.id) "
+                           f"from queries q where id in ({','.join(map(str, ids))}) order by id").fetchall()
+    assert stored == [(i, 4) for i in sorted(ids)]
