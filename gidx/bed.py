@@ -397,7 +397,10 @@ def _read_clean(raw: bytes, path: Path, genome: "Genome | None", aliases: dict[s
             read_options=pacsv.ReadOptions(column_names=cols, use_threads=True),
             parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False, escape_char=False),
             # start/end as text first: Arrow's integer parser also takes '0x10' (= 16), which no BED tool does
-            convert_options=pacsv.ConvertOptions(column_types={"c0": pa.string(), "c1": pa.string(), "c2": pa.string()},
+            # chromosome names dictionary-encoded by the reader itself (dictionary_encode would
+            # import pyarrow.compute: ~30 ms of a one-shot query)
+            convert_options=pacsv.ConvertOptions(column_types={"c0": pa.dictionary(pa.int32(), pa.string()),
+                                                               "c1": pa.string(), "c2": pa.string()},
                                                  include_columns=cols[:3]),
         )
         if tbl.num_rows == 0 or tbl.column("c1").null_count or tbl.column("c2").null_count:
@@ -409,11 +412,11 @@ def _read_clean(raw: bytes, path: Path, genome: "Genome | None", aliases: dict[s
         return None
     if (start < 0).any() or (start > end).any():
         return None
-    enc = tbl.column("c0").combine_chunks().dictionary_encode()
-    names = enc.dictionary.to_pylist()
+    chunks = tbl.column("c0").unify_dictionaries().chunks  # one dictionary for all chunks
+    names = chunks[0].dictionary.to_pylist()
     if any(n != n.strip() or n.startswith(HEADER_PREFIXES) for n in names):
         return None
-    idx = enc.indices.to_numpy()
+    idx = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks])
     if genome is None:
         # codes in order of first appearance, as the line-by-line reader gives
         first_seen = np.full(len(names), len(idx), np.int64)
