@@ -15,7 +15,11 @@ rows in interval order.
     re-normalised (its norm says how much the tiles agree; callers that need unit rows
     normalise). An interval that gets no tile -- zero length, on a chromosome shorter
     than the base tile, or in a chromosome's last ``base / offsets`` bases -- gets the
-    **zero vector**. With a warm memo this is lookups and arithmetic only.
+    **zero vector**. With a warm memo this is lookups and arithmetic only: the memo
+    resolves every tile of the assignment to the address of its row in a (memory-mapped)
+    chunk -- no sort, no gather -- and one compiled loop sums the weighted rows straight
+    from there (``_means_at``; same float32 operations in the same order as the
+    reference ``_weighted_means`` over ``memo.get``, so bit-identical).
 
 ``mode="direct"`` (the reference the tile path is measured against)
     The encoder embeds the interval's own sequence. An interval longer than the
@@ -34,11 +38,13 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 from .errors import GidxError, InputError
 from .genome import Genome
 from .intervals import IntervalSet
-from .memo import GenomeReader, TileMemo
+from .memo import GenomeReader, TileMemo, TileRows
 from .pipeline import Pipeline
 from .tiling import Tiling
 
@@ -93,15 +99,30 @@ def _from_tiles(chrom, start, end, genome: Genome, tiling: Tiling, memo: TileMem
         tiles = tiling.compose(chrom[a:b], start[a:b], end[a:b], genome.lengths)
         if not len(tiles):
             continue
-        keys, inverse = tiles.unique_tiles()
         weight = tiles.weight if weighting == "bases" else np.sqrt(tiles.weight)
-        out[a:b] = _weighted_means(memo.get(keys), inverse, tiles.interval, weight, b - a)
+        # every tile of the assignment looked up as it is (no unique_tiles sort: the memo
+        # finds the distinct chunks without sorting, and a repeated tile costs one address)
+        _weighted_means_of_rows(memo.rows(tiles), tiles.interval, weight, out[a:b])
     return out
+
+
+def _weighted_means_of_rows(rows: TileRows, interval: np.ndarray, weight: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] = _weighted_means(gather_rows(rows), arange, interval, weight, len(out))``
+    for a zeroed ``out``: the same sums in the same order, hence bit-identical, but each
+    row is read where the memo holds it (no ``(tiles x dim)`` gather first) and summed
+    straight into ``out``."""
+    totals = np.zeros(len(out), dtype=np.float64)
+    weight = weight.astype(np.float32)
+    if rows.dtype == "float32":
+        _means_at(rows.address, interval, weight, out, totals)
+    else:
+        _means_at_half(rows.address, half_to_float32(), interval, weight, out, totals)
 
 
 def _weighted_means(emb: np.ndarray, inverse: np.ndarray, interval: np.ndarray, weight: np.ndarray,
                     n: int) -> np.ndarray:
-    """Per interval, the weighted mean of its rows ``emb[inverse[r]]``; zero for intervals
+    """(The reference that ``_weighted_means_of_rows`` must match bit for bit; tests.)
+    Per interval, the weighted mean of its rows ``emb[inverse[r]]``; zero for intervals
     without rows. One pass, no ``(tiles x dim)`` temporary (numpy's gather + reduceat
     spent most of a warm lookup moving that temporary through memory)."""
     sums = np.zeros((n, emb.shape[1]), dtype=np.float32)
@@ -118,6 +139,97 @@ def _accumulate(emb, inverse, interval, weight, sums, totals):
         totals[i] += w
         for d in range(emb.shape[1]):
             sums[i, d] += w * emb[src, d]
+
+
+# ---- compiled access to memo rows by address (TileRows) ------------------------------------------
+
+
+@intrinsic
+def _float32_at(typingctx, address):
+    """A float32 pointer to ``address`` (an int64); read through it only while the memory
+    it points to is kept alive."""
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    return types.CPointer(types.float32)(types.int64), codegen
+
+
+@intrinsic
+def _uint16_at(typingctx, address):
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    return types.CPointer(types.uint16)(types.int64), codegen
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_float32(address, out):
+    for r in range(len(address)):
+        row = _float32_at(address[r])
+        for d in range(out.shape[1]):
+            out[r, d] = row[d]
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_float16(address, half, out):
+    for r in range(len(address)):
+        row = _uint16_at(address[r])
+        for d in range(out.shape[1]):
+            out[r, d] = half[row[d]]
+
+
+_HALF: list[np.ndarray] = []
+
+
+def half_to_float32() -> np.ndarray:
+    """float32 value of each of the 65536 float16 bit patterns (numpy's exact conversion)."""
+    if not _HALF:
+        _HALF.append(np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32))
+    return _HALF[0]
+
+
+def gather_rows(rows: TileRows) -> np.ndarray:
+    """The rows as a ``(n, dim)`` float32 array."""
+    out = np.empty((len(rows.address), rows.dim), dtype=np.float32)
+    if len(rows.address):
+        if rows.dtype == "float32":
+            _gather_float32(rows.address, out)
+        else:
+            _gather_float16(rows.address, half_to_float32(), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _means_at(address, interval, weight, sums, totals):
+    """``_accumulate`` with the row of tile ``r`` read at ``address[r]`` (float32 rows),
+    then the division of ``_weighted_means`` (float32 sums / float32(total), where
+    total > 0)."""
+    for r in range(len(address)):
+        i, w = interval[r], weight[r]
+        row = _float32_at(address[r])
+        totals[i] += w
+        for d in range(sums.shape[1]):
+            sums[i, d] += w * row[d]
+    _divide(sums, totals)
+
+
+@numba.njit(cache=True, nogil=True)
+def _means_at_half(address, half, interval, weight, sums, totals):
+    """``_means_at`` for float16 rows (``half``: float32 value of each bit pattern)."""
+    for r in range(len(address)):
+        i, w = interval[r], weight[r]
+        row = _uint16_at(address[r])
+        totals[i] += w
+        for d in range(sums.shape[1]):
+            sums[i, d] += w * half[row[d]]
+    _divide(sums, totals)
+
+
+@numba.njit(cache=True, nogil=True)
+def _divide(sums, totals):
+    for i in range(sums.shape[0]):
+        if totals[i] > 0:
+            t = np.float32(totals[i])
+            for d in range(sums.shape[1]):
+                sums[i, d] = sums[i, d] / t
 
 
 class _IntervalWindows(GenomeReader):

@@ -210,6 +210,7 @@ class Index:
         self._lock = threading.Lock()
         self._overlap: tuple | None = None
         self._memo = None
+        self._tiling = None
         self._log = None
 
     # ---- lifecycle ------------------------------------------------------
@@ -391,6 +392,12 @@ class Index:
         return self._sequence_encoder_params()["spec"]
 
     def tiling(self):
+        """The index's tiling (fixed at ``gidx init``: read once per Index)."""
+        if self._tiling is None:
+            self._tiling = self._read_tiling()
+        return self._tiling
+
+    def _read_tiling(self):
         from .tiling import SCHEME, Tiling
 
         with self.catalog.duck() as conn:

@@ -7,7 +7,7 @@ Content address
     group ``<root>/<address>/`` whose attributes record the inputs. Any change of an
     input gives another address, so a stale embedding is never served.
 
-Layout
+Layout (format 2)
     One array per (chromosome code, layer, offset) grid, created on first write:
     ``emb.c<code>.l<layer>.o<offset>`` of shape ``(n_tiles, dim)`` (fill NaN) and
     ``filled.c<code>.l<layer>.o<offset>`` of shape ``(n_tiles,)`` bool (fill False), both
@@ -15,10 +15,30 @@ Layout
     The chunk length of layer K is ``chunk_bp // size_K`` tiles (default 128 kbp:
     1024 tiles of 128 bp = 1 MiB at dim 256 float32, 128 tiles of 1 kbp), capped at
     the grid's tile count, so every chunk holds the same amount of sequence and costs
-    about the same to compute and to decode, whatever its layer. (128 kbp rather than
-    more: on a cold memo each touched chunk is computed whole, see below, and sparse
-    lookups on a large genome touch many chunks; the warm read cost per chunk is
-    dominated by decoding, so smaller chunks cost little when reads are dense.)
+    about the same to compute, whatever its layer. (128 kbp rather than more: on a cold
+    memo each touched chunk is computed whole, see below, and sparse lookups on a large
+    genome touch many chunks.)
+
+    Chunks are stored **uncompressed** (``chunk_codec: "raw"``, Zarr codecs ``[bytes]``
+    only): a chunk file is then the chunk's rows as a plain little-endian C array, which
+    the read path memory-maps (see Reads). Zarr stays the format of record -- ``zarr``
+    reads and writes these arrays like any other, and all writes go through it. The cost
+    is disk: embeddings of a learned model compress by a few percent at most, but kmer
+    count sketches are sparse and compress ~6.7x under zstd (whole-genome fill, float32:
+    66 GB per Gbp of genome raw against 9.9 GB zstd; ``dtype="float16"`` halves it).
+    ``codec="zstd"`` keeps the compressed layout of format 1 for a memo that must be
+    small; a cold process then decodes every chunk it touches, 3-4x slower end to end
+    (benchmarks/RESULTS.md, "Tile memo read path").
+
+Formats
+    The group attribute ``gidx_tile_memo`` is the format: 1 = zstd chunks (gidx before
+    the memory-mapped read path; no ``chunk_codec`` attribute), 2 = ``chunk_codec``
+    recorded (``raw`` or ``zstd``). Both are read; how a chunk is read is decided per
+    array from its own Zarr metadata (codecs, chunk key encoding, dtype, shape), and
+    anything the fast paths do not recognise is read through ``zarr``, so no layout is
+    ever misread. An existing memo keeps the chunk layout and codec it was created with
+    (new arrays in a format-1 memo are zstd, like the rest of it). A memo whose format is
+    newer than this gidx knows is refused with an error naming the folder.
 
 Chunk-aligned writes (why whole chunks)
     Zarr rewrites a chunk as a whole; a write of part of a chunk is read-modify-write
@@ -40,11 +60,22 @@ Write order (crash safety)
     temporary file and renames it into place, so a chunk is never seen half-written.
 
 Reads
-    ``get(keys)`` reads whole chunks (the unit of Zarr I/O anyway) and keeps them in an
-    in-process LRU cache of ``cache_bytes`` (one array per layer, so a lookup is a few
-    numpy gathers); memo content never changes once written, so the cache needs no
-    invalidation except after ``verify(repair=True)``. Returned embeddings are float32
-    whatever the stored dtype.
+    A chunk is looked up once per process: its ``filled`` chunk file is read (a missing
+    or not all-True mask means "not stored"; masks are read before data, so data is
+    there), then its data chunk file is memory-mapped (raw) or decoded (zstd, or through
+    ``zarr`` for anything else) and kept in an in-process table of ``cache_bytes``
+    worth of chunks (LRU, one pool per layer; a memory-mapped chunk costs page cache,
+    shared by every process reading the memo, not private memory). Every later lookup of
+    its tiles is a table lookup: ``get(keys)`` resolves all keys with a few numpy
+    operations (chunk of each key, the chunk's address in memory) and gathers the rows
+    in one compiled loop; ``interval_embeddings`` skips even the gather and averages
+    straight from the chunks (``rows``). A data chunk that is missing although its mask
+    is set (lost file), or that cannot be decoded, is recomputed with a warning. Memo
+    content never changes once written, so the table needs no invalidation except after
+    ``verify(repair=True)``. Mapping a chunk file is safe against concurrent writers
+    because Zarr never rewrites a chunk file in place (see Write order): a writer of the
+    same chunk renames identical bytes over it, and the mapping keeps the file it opened.
+    Returned embeddings are float32 whatever the stored dtype.
 """
 
 from __future__ import annotations
@@ -63,16 +94,18 @@ import numpy as np
 from .errors import GidxError
 from .genome import Genome
 from .pipeline import Pipeline
-from .tiling import TileKeys, Tiling
+from .tiling import TileAssignment, TileKeys, Tiling
 
-MEMO_FORMAT = 1
+MEMO_FORMAT = 2  # the format this gidx writes; see "Formats" above
+READABLE_FORMATS = (1, 2)
 DTYPES = ("float32", "float16")
+CODECS = ("raw", "zstd")
+DEFAULT_CODEC = "raw"
 DEFAULT_CHUNK_BP = 1 << 17  # 128 kbp of sequence per chunk, whatever the layer
 DEFAULT_CACHE_BYTES = 1 << 30
 
 Grid = tuple[int, int, int]  # (chromosome code, layer, offset)
 ChunkRef = tuple[Grid, int]  # (grid, chunk number along tiles)
-
 
 def memo_inputs(genome: Genome, tiling: Tiling, encoder, dtype: str) -> dict:
     return {"genome": genome.digest, "tiling": tiling.params(), "encoder": encoder.identity(), "dtype": dtype}
@@ -122,11 +155,20 @@ class _Layout:
     Chunk length of a grid = ``chunk_bp // tile size`` tiles, capped at the grid's tile
     count (Zarr pads an edge chunk to full size when decoding; small chromosomes would
     otherwise decode mostly padding).
+
+    Lookups of many keys at once use flat tables over all grids (``tables()``): grid
+    number ``(chrom * layers + layer) * offsets + offset`` -> tile count, chunk length and
+    the number of the grid's first chunk in a genome-wide chunk numbering (chunk ids
+    follow (chrom, layer, offset, chunk) order, so sorted keys have sorted chunk ids).
     """
 
     def __init__(self, tiling: Tiling, chrom_lengths: list[int], chunk_bp: int):
         self.tiling, self.chrom_lengths, self.chunk_bp = tiling, chrom_lengths, chunk_bp
         self._sizes: dict[Grid, tuple[int, int]] = {}  # grid -> (n_tiles, chunk_len); lookups are hot
+        self._tables: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_tables": None}
 
     def _grid_sizes(self, grid: Grid) -> tuple[int, int]:
         if grid not in self._sizes:
@@ -148,6 +190,30 @@ class _Layout:
         grid, chunk = ref
         n, length = self._grid_sizes(grid)
         return chunk * length, min((chunk + 1) * length, n)
+
+    def grid_number(self, chrom: np.ndarray, layer: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        t = self.tiling
+        return (np.asarray(chrom, dtype=np.int64) * t.layers + layer) * t.offsets + offset
+
+    def tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(n_tiles, chunk_len, first chunk id) per grid number; the same numbers as
+        ``n_tiles`` / ``chunk_len`` / ``n_chunks``, for all grids at once."""
+        if self._tables is None:
+            t = self.tiling
+            sizes = np.asarray(t.sizes, dtype=np.int64)[None, :, None]
+            shifts = np.arange(t.offsets, dtype=np.int64)[None, None, :] * (sizes // t.offsets)
+            lengths = np.asarray(self.chrom_lengths, dtype=np.int64)[:, None, None]
+            n = np.maximum(0, (lengths - shifts) // sizes)
+            length = np.maximum(1, np.minimum(self.chunk_bp // sizes, n))
+            chunks = -(-n // length)
+            n, length, chunks = n.ravel(), length.ravel(), chunks.ravel()
+            self._tables = n, length, np.cumsum(chunks) - chunks
+        return self._tables
+
+    @property
+    def total_chunks(self) -> int:
+        n, length, first = self.tables()
+        return int(first[-1] + -(-n[-1] // length[-1])) if len(n) else 0
 
 
 class GenomeReader:
@@ -190,57 +256,172 @@ class _TileSequences(GenomeReader):
 
 
 class _ChunkCache:
-    """Chunks held in memory, in one preallocated array ("slab") per layer with a slot of
-    ``chunk_bp // tile size`` rows per chunk, so that a lookup of many tiles is one
-    fancy-index gather per layer instead of one copy per chunk (the per-chunk Python
-    work dominated warm lookups). Eviction: least recently used slot, never one touched
-    since ``pin_from`` (the chunks of the lookup in progress). Memo content never
-    changes once written, so nothing needs invalidating except after a repair.
+    """Chunks resident in this process, as a table the lookups index with numpy.
+
+    ``n_slots`` chunks per layer (``budget_bytes`` over one chunk of every layer, as
+    before), so a slot is entry ``layer * n_slots + slot``. Each entry holds a chunk's
+    rows -- a memory-mapped chunk file, or an array decoded or computed here -- and that
+    array's address; ``entry_of[chunk id]`` is the entry holding a chunk, or -1. Eviction:
+    least recently used entry of the layer. Lookups keep references to the arrays they
+    resolved (``TileRows``: the entry list as it was, copied on write), so evicting an
+    entry never frees memory a lookup still reads. Memo content never changes once written, so nothing needs invalidating
+    except after a repair (``clear``).
     """
 
-    def __init__(self, slot_rows: list[int], dim: int, dtype: str, budget_bytes: int):
-        row_bytes = dim * np.dtype(dtype).itemsize
-        self.slot_rows = slot_rows
+    def __init__(self, slot_rows: list[int], row_bytes: int, budget_bytes: int, total_chunks: int):
+        self.slot_rows, self.row_bytes = slot_rows, row_bytes
         self.n_slots = max(1, budget_bytes // (sum(slot_rows) * row_bytes))
-        # np.empty maps pages lazily: memory is used as slots fill, up to the budget
-        self.slabs = [np.empty((self.n_slots * rows, dim), dtype=dtype) for rows in slot_rows]
+        self.total_chunks = total_chunks
         self.clear()
 
     def clear(self) -> None:
-        self.slot_of: dict[ChunkRef, int] = {}
-        self.owner: list[list[ChunkRef | None]] = [[None] * self.n_slots for _ in self.slot_rows]
-        self.stamp = [np.full(self.n_slots, -1, dtype=np.int64) for _ in self.slot_rows]
+        size = len(self.slot_rows) * self.n_slots
+        self.arrays: list[np.ndarray | None] = [None] * size
+        self._shared = False  # a lookup holds self.arrays: copy it before the next change
+        self.address = np.zeros(size, dtype=np.int64)
+        self.owner = np.full(size, -1, dtype=np.int64)
+        self.stamp = np.full(size, -1, dtype=np.int64)
+        self.entry_of = np.full(self.total_chunks, -1, dtype=np.int64)
         self.clock = 0
 
-    def touch(self, ref: ChunkRef) -> int | None:
-        slot = self.slot_of.get(ref)
-        if slot is not None:
-            self.clock += 1
-            self.stamp[ref[0][1]][slot] = self.clock
-        return slot
-
-    def insert(self, ref: ChunkRef, block: np.ndarray, pin_from: int) -> int:
-        layer = ref[0][1]
-        slot = int(np.argmin(self.stamp[layer]))
-        if self.stamp[layer][slot] > pin_from:
-            raise RuntimeError("chunk cache too small for one lookup group")  # guarded by get()'s grouping
-        old = self.owner[layer][slot]
-        if old is not None:
-            del self.slot_of[old]
-        rows = self.slot_rows[layer]
-        self.slabs[layer][slot * rows : slot * rows + len(block)] = block
-        self.owner[layer][slot], self.slot_of[ref] = ref, slot
+    def touch(self, entries: np.ndarray) -> None:
         self.clock += 1
-        self.stamp[layer][slot] = self.clock
-        return slot
+        self.stamp[entries] = self.clock
+
+    def snapshot(self) -> list:
+        """The arrays now resident, kept valid for the caller (copy on the next insert)."""
+        self._shared = True
+        return self.arrays
+
+    def insert(self, chunk_id: int, layer: int, block: np.ndarray) -> int:
+        """Store ``block`` (C-contiguous rows of one chunk) for ``chunk_id``; its address."""
+        lo = layer * self.n_slots
+        entry = lo + int(np.argmin(self.stamp[lo : lo + self.n_slots]))
+        old = int(self.owner[entry])
+        if old >= 0:
+            self.entry_of[old] = -1
+        address = _address(block)
+        if self._shared:
+            self.arrays, self._shared = list(self.arrays), False
+        self.arrays[entry], self.address[entry], self.owner[entry] = block, address, chunk_id
+        self.entry_of[chunk_id] = entry
+        self.clock += 1
+        self.stamp[entry] = self.clock
+        return address
+
+
+def _address(block: np.ndarray) -> int:
+    return int(block.__array_interface__["data"][0])
+
+
+@dataclass
+class TileRows:
+    """Resolved memo rows of a list of tile keys: ``address[i]`` is where key i's row
+    (``dim`` values of ``dtype``) lies in memory. ``keep`` holds the arrays those
+    addresses point into: they stay valid while this object lives, whatever the memo's
+    cache evicts meanwhile. Read them with the compiled helpers in ``gidx.embed``
+    (``gather_rows``, the interval means); never after dropping the object."""
+
+    address: np.ndarray  # int64, one per key
+    dim: int
+    dtype: str
+    keep: list
+
+
+# ---- reading chunk files directly -------------------------------------------------------------
+
+_LITTLE = ("little", None)
+
+
+@dataclass(frozen=True)
+class _ArrayFiles:
+    """How to read one Zarr array's chunk files without Zarr: ``kind`` is ``raw`` (the
+    chunk file is the chunk's bytes, memory-mappable), ``zstd`` (one zstd frame of them)
+    or ``zarr`` (anything else: read through zarr)."""
+
+    folder: str
+    kind: str
+    separator: str
+    chunk_bytes: int
+
+    def chunk_path(self, coords: tuple[int, ...]) -> str:
+        return self.folder + "/c" + self.separator + self.separator.join(map(str, coords))
+
+
+def _array_files(folder: Path, dtype: str, shape: tuple[int, ...], chunks: tuple[int, ...]) -> _ArrayFiles | None:
+    """Read the array's ``zarr.json`` and say how its chunks can be read; None if the
+    array does not exist. Only exactly the layouts gidx writes get a fast path: Zarr
+    v3, regular chunks of the expected shape, default chunk keys, ``bytes``
+    (little-endian) alone or followed by ``zstd``, no storage transformers, the expected
+    dtype and shape. Everything else is ``zarr``."""
+    try:
+        with open(os.path.join(folder, "zarr.json"), "rb") as handle:
+            meta = json.loads(handle.read())
+    except FileNotFoundError:
+        return None
+    folder = str(folder)
+    chunk_bytes = int(np.prod(chunks)) * np.dtype(dtype).itemsize
+
+    def slow() -> _ArrayFiles:
+        return _ArrayFiles(folder, "zarr", "/", chunk_bytes)
+
+    try:
+        grid, keys = meta["chunk_grid"], meta["chunk_key_encoding"]
+        codecs = [c["name"] for c in meta["codecs"]]
+        first = meta["codecs"][0].get("configuration") or {}
+        ok = (meta.get("zarr_format") == 3 and meta.get("node_type") == "array" and not meta.get("storage_transformers")
+              and meta["data_type"] == np.dtype(dtype).name and tuple(meta["shape"]) == tuple(shape)
+              and grid["name"] == "regular" and tuple(grid["configuration"]["chunk_shape"]) == tuple(chunks)
+              and keys["name"] == "default" and codecs[0] == "bytes" and first.get("endian") in _LITTLE
+              and codecs[1:] in ([], ["zstd"]))
+        separator = (keys.get("configuration") or {}).get("separator", "/")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return slow()
+    if not ok or separator not in ("/", "."):
+        return slow()
+    return _ArrayFiles(folder, "zstd" if codecs[1:] else "raw", separator, chunk_bytes)
+
+
+def _read_chunk_bytes(files: _ArrayFiles, coords: tuple[int, ...], mmap_ok: bool) -> np.ndarray | memoryview | None:
+    """A chunk's decoded bytes (uint8 array, or a read-only memory map for ``raw`` when
+    ``mmap_ok``); None if the chunk file does not exist. Raises if it cannot be decoded."""
+    import mmap
+
+    path = files.chunk_path(coords)
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    with handle:
+        if files.kind == "raw":
+            size = os.fstat(handle.fileno()).st_size
+            if size != files.chunk_bytes:
+                raise ValueError(f"chunk file {path} has {size} bytes, expected {files.chunk_bytes}")
+            if mmap_ok:
+                try:
+                    return memoryview(mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ))
+                except (OSError, ValueError):  # out of map areas (vm.max_map_count): read it instead
+                    pass
+            return np.frombuffer(handle.read(), dtype=np.uint8)
+        data = handle.read()
+    from numcodecs.zstd import Zstd
+
+    out = np.empty(files.chunk_bytes, dtype=np.uint8)
+    decoded = Zstd().decode(data, out=out)
+    if np.asarray(decoded).nbytes != files.chunk_bytes:
+        raise ValueError(f"chunk file {path} decodes to {np.asarray(decoded).nbytes} bytes, "
+                         f"expected {files.chunk_bytes}")
+    return out
 
 
 class TileMemo:
     def __init__(self, root: str | Path, genome: Genome, tiling: Tiling, encoder, dtype: str = "float32", *,
                  chunk_bp: int = DEFAULT_CHUNK_BP, cache_bytes: int = DEFAULT_CACHE_BYTES,
-                 workers: int = 0, batch_size: int | None = None):
+                 workers: int = 0, batch_size: int | None = None, codec: str = DEFAULT_CODEC):
         if dtype not in DTYPES:
             raise GidxError(f"tile memo dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if codec not in CODECS:
+            raise GidxError(f"tile memo codec must be one of {', '.join(CODECS)}, got {codec!r}")
         try:
             tiling.require_max_size(encoder.max_len)
         except ValueError as e:
@@ -256,22 +437,30 @@ class TileMemo:
         self._group = None
         self._listed: dict | None = None  # name -> zarr array, once listed
         self._arrays: dict[Grid, tuple] = {}
-        self.chunk_bp = self._stored_chunk_bp() or int(chunk_bp)
+        self._files: dict[Grid, tuple[_ArrayFiles, _ArrayFiles] | None] = {}
+        # an existing memo keeps the format, chunk layout and codec it was created with
+        stored = self._stored_attributes()
+        self.format = _check_format(stored, self.path) if stored is not None else MEMO_FORMAT
+        self.chunk_bp = int((stored or {}).get("chunk_bp", 0)) or int(chunk_bp)
+        self.codec = _stored_codec(stored) if stored is not None else codec
         if self.chunk_bp < 1:
             raise GidxError(f"chunk_bp must be positive, got {chunk_bp}")
         self.layout = _Layout(tiling, [int(x) for x in genome.lengths_list], self.chunk_bp)
         self._sequences = _TileSequences(genome, self.layout)
-        self._cache = _ChunkCache([max(1, self.chunk_bp // size) for size in tiling.sizes], self.dim, dtype,
-                                  cache_bytes)
+        self._row_bytes = self.dim * np.dtype(dtype).itemsize
+        self._cache = _ChunkCache([max(1, self.chunk_bp // size) for size in tiling.sizes], self._row_bytes,
+                                  cache_bytes, self.layout.total_chunks)
+        self._position = np.zeros(self.layout.total_chunks, dtype=np.int64)  # scratch for rows()
 
     # ---- store ------------------------------------------------------------
 
-    def _stored_chunk_bp(self) -> int | None:
-        """An existing memo keeps the chunk layout it was created with."""
-        meta = self.path / "zarr.json"
-        if not meta.is_file():
+    def _stored_attributes(self) -> dict | None:
+        """The group attributes of an existing memo, None if there is none yet."""
+        try:
+            meta = json.loads((self.path / "zarr.json").read_text())
+        except FileNotFoundError:
             return None
-        return int(json.loads(meta.read_text()).get("attributes", {}).get("chunk_bp", 0)) or None
+        return meta.get("attributes", {})
 
     def _open_group(self, create: bool):
         if self._group is None:
@@ -281,9 +470,17 @@ class TileMemo:
             # attributes are written with the group's metadata, in one atomic file
             _open_or_create_group(self.root)
             self._group = _open_or_create_group(self.path, {
-                "gidx_tile_memo": MEMO_FORMAT, "inputs": self.inputs, "chunk_bp": self.chunk_bp,
+                "gidx_tile_memo": self.format, "inputs": self.inputs, "chunk_bp": self.chunk_bp,
+                **({"chunk_codec": self.codec} if self.format >= 2 else {}),
                 "genome_name": self.genome.name, "chroms": list(self.genome.names),
                 "chrom_lengths": [int(x) for x in self.genome.lengths_list]})
+            # another process may have created it first, with other options: its layout wins,
+            # but this object's layout is fixed, so say so instead of writing a mixture
+            attrs = dict(self._group.attrs)
+            if int(attrs.get("chunk_bp", 0)) != self.chunk_bp or _stored_codec(attrs) != self.codec:
+                self._group = None
+                raise GidxError(f"tile memo {self.path} was just created by another process with chunk_bp "
+                                f"{attrs.get('chunk_bp')} / codec {_stored_codec(attrs)}; open it again")
         return self._group
 
     @staticmethod
@@ -325,72 +522,88 @@ class TileMemo:
         first_start = int(self.tiling.tile_bounds(layer, offset, 0)[0])
         attrs = {"chrom": self.genome.names[chrom], "layer": layer, "offset": offset,
                  "tile_size": self.tiling.sizes[layer], "first_start": first_start}
+        # raw: codecs [bytes] only, chunk files memory-mappable; zstd: Zarr's default (format 1)
+        codec = {"compressors": None} if self.codec == "raw" else {}
         # filled first, then emb: whoever finds emb also finds its mask. A concurrent creator
         # (ContainsArrayError) made the same array from the same inputs: open that one.
         try:
             filled = group.create_array(filled_name, shape=(n,), chunks=(length,), dtype="bool", fill_value=False,
-                                        attributes=attrs)
+                                        attributes=attrs, **codec)
         except zarr.errors.ContainsArrayError:
             filled = group[filled_name]
         try:
             emb = group.create_array(emb_name, shape=(n, self.dim), chunks=(length, self.dim), dtype=self.dtype,
-                                     fill_value=np.nan, attributes=attrs)
+                                     fill_value=np.nan, attributes=attrs, **codec)
         except zarr.errors.ContainsArrayError:
             emb = group[emb_name]
         return emb, filled
 
     def refresh(self) -> None:
-        """Forget listed arrays and cached chunks (to see what other processes wrote)."""
+        """Forget listed arrays and resident chunks (to see what other processes wrote)."""
         self._group, self._listed = None, None
         self._arrays.clear()
+        self._files.clear()
         self._cache.clear()
 
-    def _load_chunks(self, grid: Grid, chunks: list[int]) -> list[np.ndarray | None]:
-        """Blocks of the chunks from disk; None where not (completely) filled."""
+    def _grid_files(self, grid: Grid) -> tuple[_ArrayFiles, _ArrayFiles] | None:
+        """How to read the grid's (emb, filled) chunk files, from their ``zarr.json``
+        (no Zarr objects: opening them costs more than reading a chunk); None if the grid
+        has no arrays (yet: remembered until ``refresh`` or a write to the grid)."""
+        if grid not in self._files:
+            emb_name, filled_name = self._names(grid)
+            n, length = self.layout.n_tiles(grid), self.layout.chunk_len(grid)
+            filled = _array_files(self.path / filled_name, "bool", (n,), (length,))
+            emb = _array_files(self.path / emb_name, self.dtype, (n, self.dim), (length, self.dim))
+            self._files[grid] = None if emb is None or filled is None else (emb, filled)
+        return self._files[grid]
+
+    def _load_chunk(self, ref: ChunkRef) -> np.ndarray | None:
+        """The stored rows of a chunk, ``(chunk rows, dim)`` C-contiguous (rows past the
+        grid's last tile, if any, are padding); None if the chunk is not completely
+        filled, or cannot be used (then with a warning: it is recomputed)."""
+        grid, chunk = ref
+        files = self._grid_files(grid)
+        if files is None:
+            return None
+        emb, filled = files
+        t0, t1 = self.layout.tile_range(ref)
+        try:
+            # mask first: a writer writes data before mask, so data behind a set mask is complete
+            if filled.kind == "zarr":
+                if not np.asarray(self._zarr_arrays(grid)[1][t0:t1]).all():
+                    return None
+            else:
+                mask = _read_chunk_bytes(filled, (chunk,), mmap_ok=False)
+                if mask is None or not np.asarray(mask[: t1 - t0]).all():
+                    return None
+            if emb.kind == "zarr":
+                block = np.ascontiguousarray(self._zarr_arrays(grid)[0][t0:t1])
+                if np.isnan(block).any():
+                    raise _Lost("is marked filled but holds NaN")
+                return block
+            data = _read_chunk_bytes(emb, (chunk, 0), mmap_ok=True)
+            if data is None:
+                raise _Lost("is marked filled but its data chunk file is missing")
+            return np.frombuffer(data, dtype=self.dtype).reshape(-1, self.dim)
+        except _Lost as e:
+            # a mask without data (a lost chunk file): treat as missing, it is recomputed
+            warnings.warn(f"tile memo {self._label(ref)} {e}; recomputing it", stacklevel=4)
+        except Exception as e:
+            # the memo holds nothing that cannot be recomputed: an unreadable chunk is rewritten
+            warnings.warn(f"tile memo {self._label(ref)} unreadable ({type(e).__name__}: {e}); recomputing it",
+                          stacklevel=4)
+        return None
+
+    def _zarr_arrays(self, grid: Grid):
+        """(emb, filled) Zarr arrays of a grid whose files exist (listing again once if
+        they were created after this object listed the group)."""
         arrays = self._grid_arrays(grid, create=False)
         if arrays is None:
-            return [None] * len(chunks)
-        emb, filled = arrays
-        try:
-            blocks = self._read_stored(emb, filled, grid, chunks)
-        except Exception:
-            # some chunk cannot be decoded: read them one by one; the memo holds nothing
-            # that cannot be recomputed, so an unreadable chunk is recomputed and rewritten
-            blocks = []
-            for c in chunks:
-                try:
-                    blocks += self._read_stored(emb, filled, grid, [c])
-                except Exception as e:
-                    warnings.warn(f"tile memo {self._label((grid, c))} unreadable "
-                                  f"({type(e).__name__}: {e}); recomputing it", stacklevel=3)
-                    blocks.append(None)
-        self.stats.chunks_read += sum(b is not None for b in blocks)
-        return blocks
-
-    def _read_stored(self, emb, filled, grid: Grid, chunks: list[int]) -> list[np.ndarray | None]:
-        """Blocks of fully filled chunks from disk, None for the others. Adjacent chunks
-        are read with one slice (zarr fetches a slice's chunks concurrently; orthogonal
-        integer selections are ~3x slower)."""
-        out: list[np.ndarray | None] = [None] * len(chunks)
-        for run in _adjacent_runs(chunks):
-            ranges = [self.layout.tile_range((grid, chunks[i])) for i in run]
-            t0, t1 = ranges[0][0], ranges[-1][1]
-            mask = filled[t0:t1]
-            complete = [(i, a, b) for i, (a, b) in zip(run, ranges) if mask[a - t0 : b - t0].all()]
-            if not complete:
-                continue
-            # one slice from the first to the last complete chunk of the run
-            d0, d1 = complete[0][1], complete[-1][2]
-            data = emb[d0:d1]
-            for i, a, b in complete:
-                block = data[a - d0 : b - d0]
-                if np.isnan(block).any():
-                    # a mask without data (a lost chunk file): treat as missing, it is recomputed
-                    warnings.warn(f"tile memo {self._label((grid, chunks[i]))} is marked filled but holds NaN; "
-                                  "recomputing it", stacklevel=4)
-                    continue
-                out[i] = block
-        return out
+            self._group, self._listed = None, None
+            arrays = self._grid_arrays(grid, create=False)
+        if arrays is None:
+            raise GidxError(f"arrays of {self._names(grid)[0]} not found")
+        return arrays
 
     def _label(self, ref: ChunkRef) -> str:
         (chrom, layer, offset), chunk = ref
@@ -402,9 +615,11 @@ class TileMemo:
         if rows.shape != (t1 - t0, self.dim):
             raise GidxError(f"encoder returned {rows.shape} for a chunk of {t1 - t0} tiles of dim {self.dim}")
         emb, filled = self._grid_arrays(grid, create=True)
-        block = rows.astype(self.dtype, copy=False)
+        block = np.ascontiguousarray(rows, dtype=self.dtype)
         emb[t0:t1] = block  # data first ...
         filled[t0:t1] = True  # ... then the mask (see module docstring)
+        if self._files.get(grid, False) is None:
+            del self._files[grid]  # the grid has arrays now
         self.stats.chunks_computed += 1
         self.stats.tiles_computed += t1 - t0
         return block
@@ -431,93 +646,104 @@ class TileMemo:
 
     # ---- lookups ----------------------------------------------------------
 
-    def _check_keys(self, keys: TileKeys) -> None:
-        if not len(keys):
-            return
-        if keys.chrom.min() < 0 or keys.chrom.max() >= len(self.genome.names):
-            raise GidxError("tile keys refer to chromosomes outside the memo's genome")
-        if keys.layer.min() < 0 or keys.layer.max() >= self.tiling.layers or keys.offset.min() < 0 \
-                or keys.offset.max() >= self.tiling.offsets:
-            raise GidxError("tile keys refer to layers/offsets outside the memo's tiling")
-        lengths = np.asarray(self.genome.lengths_list, dtype=np.int64)[keys.chrom]
-        _, ends = self.tiling.tile_bounds(keys.layer, keys.offset, keys.index)
-        if np.any(keys.index < 0) or np.any(ends > lengths):
-            raise GidxError("tile keys refer to tiles outside their chromosome")
-
     def get(self, keys: TileKeys, progress: Callable | None = None) -> np.ndarray:
         """Embeddings of ``keys`` (as from ``TileAssignment.unique_tiles``: sorted by
         chrom, layer, offset, index), ``(len(keys), dim)`` float32. Missing tiles are
         computed now, a whole chunk at a time, and stored."""
-        self._check_keys(keys)
-        n = len(keys)
-        out = np.empty((n, self.dim), dtype=np.float32)
+        from .embed import gather_rows  # the compiled kernels live with the other numba code
+
+        return gather_rows(self.rows(keys, progress, sorted_keys=True))
+
+    def rows(self, tiles: TileKeys | TileAssignment, progress: Callable | None = None, *,
+             sorted_keys: bool = False) -> TileRows:
+        """Where the rows of ``tiles`` lie in memory, one address per tile, without
+        copying them; missing tiles are computed first, as in ``get``. ``tiles`` is
+        anything with ``chrom``, ``layer``, ``offset``, ``index`` arrays (``TileKeys``,
+        or a whole ``TileAssignment``: any order, repeats allowed, no sorting needed);
+        ``sorted_keys=True`` insists on ``get``'s sort order."""
+        n = len(tiles.index)
         self.stats.tiles_requested += n
         if n == 0:
-            return out
-        # runs of keys in the same (grid, chunk): keys are sorted, so each run is a slice
-        grid_change = np.ones(n, dtype=bool)
-        grid_change[1:] = (keys.chrom[1:] != keys.chrom[:-1]) | (keys.layer[1:] != keys.layer[:-1]) \
-            | (keys.offset[1:] != keys.offset[:-1])
-        grid_starts = np.flatnonzero(grid_change)
-        chunk = np.empty(n, dtype=np.int64)
-        chunk_len = np.empty(n, dtype=np.int64)
-        for a, b in zip(grid_starts.tolist(), np.append(grid_starts[1:], n).tolist()):
-            length = self.layout.chunk_len((int(keys.chrom[a]), int(keys.layer[a]), int(keys.offset[a])))
-            chunk[a:b] = keys.index[a:b] // length
-            chunk_len[a:b] = length
-        change = grid_change.copy()
-        change[1:] |= chunk[1:] != chunk[:-1]
-        starts = np.flatnonzero(change)
-        refs = [((c, layer, o), k) for c, layer, o, k in zip(keys.chrom[starts].tolist(), keys.layer[starts].tolist(),
-                                                             keys.offset[starts].tolist(), chunk[starts].tolist())]
-        if len(set(refs)) < len(refs):
+            return TileRows(np.zeros(0, dtype=np.int64), self.dim, self.dtype, [])
+        chunk_id, local = self._chunk_ids(tiles)
+        if sorted_keys and np.any(chunk_id[1:] < chunk_id[:-1]):
             raise GidxError("tile keys must be sorted by (chrom, layer, offset, index)")
-        bounds = np.append(starts, n)
-        # groups of at most n_slots chunks, so one group's chunks all fit in the cache at once
-        step = self._cache.n_slots
-        for g0 in range(0, len(refs), step):
-            g1 = min(g0 + step, len(refs))
-            rows = slice(int(bounds[g0]), int(bounds[g1]))
-            slots, computed = self._resident_slots(refs[g0:g1], progress)
-            run_sizes = np.diff(bounds[g0 : g1 + 1])
-            self.stats.tiles_read += int(run_sizes[~np.asarray(computed, dtype=bool)].sum())
-            # one gather per layer from the cache's slabs
-            slot_of_key = np.repeat(np.asarray(slots, dtype=np.int64), run_sizes)
-            local = keys.index[rows] - chunk[rows] * chunk_len[rows]
-            layer = keys.layer[rows]
-            for k in np.unique(layer).tolist():
-                mine = np.flatnonzero(layer == k)
-                slab_rows = slot_of_key[mine] * self._cache.slot_rows[k] + local[mine]
-                out[rows.start + mine] = self._cache.slabs[k][slab_rows]
-        return out
-
-    def _resident_slots(self, refs: list[ChunkRef], progress) -> tuple[list[int], list[bool]]:
-        """Cache slots of the chunks, loading them from disk or computing them as needed;
-        and which of them were computed."""
-        pin_from = self._cache.clock
-        slots: list[int | None] = [self._cache.touch(ref) for ref in refs]
-        hits = sum(s is not None for s in slots)
-        self.stats.chunks_cached += hits
-        position = {ref: i for i, ref in enumerate(refs)}
-        by_grid: dict[Grid, list[int]] = {}
-        for ref, slot in zip(refs, slots):
-            if slot is None:
-                by_grid.setdefault(ref[0], []).append(ref[1])
-        missing: list[ChunkRef] = []
-        for grid, chunks in by_grid.items():
-            for c, block in zip(chunks, self._load_chunks(grid, chunks)):
+        cache = self._cache
+        ids = self._distinct(chunk_id)
+        entries = cache.entry_of[ids]
+        hit = entries >= 0
+        cache.touch(entries[hit])
+        address = np.zeros(len(ids), dtype=np.int64)
+        address[hit] = cache.address[entries[hit]]
+        self.stats.chunks_cached += int(hit.sum())
+        keep: list = [cache.snapshot()]  # loading below may evict chunks this lookup uses
+        computed = np.zeros(len(ids), dtype=bool)
+        if not hit.all():
+            miss = np.flatnonzero(~hit)
+            missing: dict[ChunkRef, int] = {}
+            for pos, ref in zip(miss.tolist(), self._chunk_refs(ids[miss])):
+                block = self._load_chunk(ref)
                 if block is None:
-                    missing.append((grid, c))
-                else:
-                    slots[position[(grid, c)]] = self._cache.insert((grid, c), block, pin_from)
+                    missing[ref] = pos
+                    continue
+                self.stats.chunks_read += 1
+                address[pos] = cache.insert(int(ids[pos]), ref[0][1], block)
+                keep.append(block)
 
-        def store(ref: ChunkRef, rows: np.ndarray) -> None:
-            slots[position[ref]] = self._cache.insert(ref, self._write_chunk(ref, rows), pin_from)
+            def store(ref: ChunkRef, rows: np.ndarray) -> None:
+                block = self._write_chunk(ref, rows)
+                pos = missing[ref]
+                address[pos] = cache.insert(int(ids[pos]), ref[0][1], block)
+                keep.append(block)
 
-        if missing:
-            self._pipeline().run(missing, write=store, progress=progress)
-        missing_set = set(missing)
-        return slots, [ref in missing_set for ref in refs]
+            if missing:
+                self._pipeline().run(list(missing), write=store, progress=progress)
+                computed[list(missing.values())] = True
+        # position of each tile's chunk in ids, through a scratch table over all chunk ids
+        position = self._position
+        position[ids] = np.arange(len(ids))
+        of_tile = position[chunk_id]
+        self.stats.tiles_read += int(n - np.count_nonzero(computed[of_tile])) if computed.any() else n
+        return TileRows(address[of_tile] + local * self._row_bytes, self.dim, self.dtype, keep)
+
+    def _distinct(self, chunk_id: np.ndarray) -> np.ndarray:
+        """Sorted distinct chunk ids: a mark per chunk of the genome when there are many
+        lookups (no sort), ``np.unique`` when few."""
+        if len(chunk_id) * 8 < len(self._position):
+            return np.unique(chunk_id)
+        mark = np.zeros(len(self._position), dtype=bool)
+        mark[chunk_id] = True
+        return np.flatnonzero(mark)
+
+    def _chunk_refs(self, ids: np.ndarray) -> list[ChunkRef]:
+        """(grid, chunk) of genome-wide chunk ids."""
+        _, _, first_chunk = self.layout.tables()
+        # the last grid whose first chunk id is <= id (grids without chunks share their
+        # successor's first id and sort before it)
+        grid = np.searchsorted(first_chunk, ids, side="right") - 1
+        chunk = ids - first_chunk[grid]
+        per_chrom = self.tiling.layers * self.tiling.offsets
+        chrom, rest = np.divmod(grid, per_chrom)
+        layer, offset = np.divmod(rest, self.tiling.offsets)
+        return [((c, k, o), i) for c, k, o, i in zip(chrom.tolist(), layer.tolist(), offset.tolist(), chunk.tolist())]
+
+    def _chunk_ids(self, tiles) -> tuple[np.ndarray, np.ndarray]:
+        """(genome-wide chunk id, row within the chunk) of every tile; raises on tiles
+        outside the memo's genome or tiling."""
+        chrom, layer, offset = tiles.chrom, tiles.layer, tiles.offset
+        index = np.asarray(tiles.index, dtype=np.int64)
+        if chrom.min() < 0 or chrom.max() >= len(self.genome.names):
+            raise GidxError("tile keys refer to chromosomes outside the memo's genome")
+        if layer.min() < 0 or layer.max() >= self.tiling.layers or offset.min() < 0 \
+                or offset.max() >= self.tiling.offsets:
+            raise GidxError("tile keys refer to layers/offsets outside the memo's tiling")
+        n_tiles, chunk_len, first_chunk = self.layout.tables()
+        grid = self.layout.grid_number(chrom, layer, offset)
+        if index.min() < 0 or np.any(index >= n_tiles[grid]):
+            raise GidxError("tile keys refer to tiles outside their chromosome")
+        length = chunk_len[grid]
+        chunk = index // length
+        return first_chunk[grid] + chunk, index - chunk * length
 
     # ---- bulk -------------------------------------------------------------
 
@@ -581,6 +807,7 @@ class TileMemo:
             tiles_total += n_all
         return {"address": self.address, "path": str(self.path), "exists": (self.path / "zarr.json").is_file(),
                 "inputs": self.inputs, "dim": self.dim, "dtype": self.dtype, "chunk_bp": self.chunk_bp,
+                "format": self.format, "codec": self.codec,
                 "layers": layers,
                 "tiles": tiles_total, "filled": filled_total,
                 "fraction": filled_total / tiles_total if tiles_total else 0.0,
@@ -659,6 +886,25 @@ def _du(path: Path) -> int:
     return total
 
 
+class _Lost(Exception):
+    """A chunk marked filled whose data is not there."""
+
+
+def _stored_codec(attrs: dict) -> str:
+    return attrs.get("chunk_codec", "zstd")  # format 1 had no attribute: Zarr's default zstd
+
+
+def _check_format(attrs: dict, path: Path) -> int:
+    """The format of an existing memo group; raises on one this gidx cannot read."""
+    fmt = attrs.get("gidx_tile_memo")
+    if isinstance(fmt, bool) or fmt not in READABLE_FORMATS or _stored_codec(attrs) not in CODECS:
+        raise GidxError(
+            f"tile memo {path} has format {fmt!r} (chunk codec {_stored_codec(attrs)!r}), which this gidx does not "
+            f"read (formats {', '.join(map(str, READABLE_FORMATS))}): use the gidx that wrote it, or move the "
+            "folder away to have the memo rebuilt")
+    return int(fmt)
+
+
 def _open_or_create_group(path: Path, attributes: dict | None = None):
     """Open a Zarr group, creating it (with ``attributes``) if needed. Two processes may
     create it at once; the loser's ContainsGroupError means it exists now: open it."""
@@ -668,17 +914,6 @@ def _open_or_create_group(path: Path, attributes: dict | None = None):
         return zarr.open_group(path, mode="a", attributes=attributes)
     except zarr.errors.ContainsGroupError:
         return zarr.open_group(path, mode="a")
-
-
-def _adjacent_runs(chunks: list[int]) -> list[list[int]]:
-    """Positions in ``chunks`` (sorted chunk numbers) grouped into runs of consecutive numbers."""
-    runs: list[list[int]] = []
-    for i, c in enumerate(chunks):
-        if runs and c == chunks[runs[-1][-1]] + 1:
-            runs[-1].append(i)
-        else:
-            runs.append([i])
-    return runs
 
 
 def encoder_from_identity(identity: dict):
@@ -717,8 +952,12 @@ def verify_index_memos(index, samples: int = 64, repair: bool = False) -> list[s
             tiling = None
         if encoder is None or tiling is None or tiling.params() != params:
             continue  # cannot recompute its tiles here (a model's weights, another tiling scheme)
-        memo = TileMemo(root, genome, tiling, encoder, inputs["dtype"])
         name = folder.name[:12]
+        try:
+            memo = TileMemo(root, genome, tiling, encoder, inputs["dtype"])
+        except GidxError as e:  # e.g. a format this gidx does not read
+            lines.append(f"tile memo {name}: {e}")
+            continue
         if memo.address != folder.name:
             lines.append(f"tile memo {name}: stored inputs hash to another address ({memo.address[:12]})")
             continue

@@ -481,3 +481,224 @@ def test_hyenadna_encoder_plugs_in(yeast, tmp_path):
     np.testing.assert_allclose(memo.get(keys), expected, atol=1e-5)  # batches differ: float noise only
     assert memo.verify(sample=20)["ok"]
     assert interval_embeddings(iv, yeast, tiling, memo).shape == (1, encoder.dim)
+
+
+# ---- read path: memory-mapped chunks, formats --------------------------------------------
+
+
+def composed_the_old_way(memo: TileMemo, genome: Genome, tiling: Tiling, iv: IntervalSet, weighting="bases"):
+    """interval embeddings as gidx composed them before the address-based read path:
+    unique keys -> memo.get -> numpy-free weighted mean kernel (the reference)."""
+    from gidx.embed import _weighted_means
+
+    tiles = tiling.compose(iv.chrom, iv.start, iv.end, genome.lengths)
+    keys, inverse = tiles.unique_tiles()
+    weight = tiles.weight if weighting == "bases" else np.sqrt(tiles.weight)
+    return _weighted_means(memo.get(keys), inverse, tiles.interval, weight, len(iv))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("weighting", ["bases", "sqrt"])
+def test_tiles_mode_bit_identical_to_the_gather_path(yeast, tmp_path, dtype, weighting):
+    tiling = Tiling(128, 3, 2)
+    memo = TileMemo(tmp_path, yeast, tiling, load_encoder("kmer:dim=48"), dtype, chunk_bp=16384)
+    iv = yeast_bed(yeast, "winston_annotations/rhee2012-TATAboxes-cleaned.bed")
+    iv = IntervalSet(iv.chroms, iv.chrom[:400], iv.start[:400], np.minimum(iv.end[:400] + 1500,
+                                                                            yeast.lengths[iv.chrom[:400]]))
+    got = interval_embeddings(iv, yeast, tiling, memo, weighting=weighting)  # cold: computed on the way
+    assert memo.stats.tiles_computed > 0
+    reference = composed_the_old_way(memo, yeast, tiling, iv, weighting)
+    assert got.tobytes() == reference.tobytes()
+    reopened = TileMemo(tmp_path, yeast, tiling, load_encoder("kmer:dim=48"), dtype)
+    assert interval_embeddings(iv, yeast, tiling, reopened, weighting=weighting).tobytes() == reference.tobytes()
+    assert reopened.stats.tiles_computed == 0 and reopened.stats.chunks_read > 0
+
+
+def test_cold_process_reads_equal_warm_ones(yeast, kmer16, tmp_path):
+    """A new process (empty chunk table, chunk files memory-mapped) composes exactly what
+    the process that computed the memo composed, and computes nothing."""
+    root = tmp_path / "memo"
+    iv = yeast_bed(yeast, "winston_annotations/rhee2012-TATAboxes-cleaned.bed")
+    memo = small_memo(root, yeast, kmer16)
+    warm = interval_embeddings(iv, yeast, SMALL_TILING, memo)
+    assert np.array_equal(interval_embeddings(iv, yeast, SMALL_TILING, memo), warm)  # in-process cache
+    np.save(tmp_path / "iv.npy", np.stack([iv.chrom.astype(np.int64), iv.start, iv.end]))
+    script = textwrap.dedent(f"""
+        import numpy as np
+        from gidx.embed import interval_embeddings
+        from gidx.encoders import load_encoder
+        from gidx.genome import Genome
+        from gidx.intervals import IntervalSet
+        from gidx.memo import TileMemo
+        from gidx.tiling import Tiling
+        g = Genome.from_fasta({str(DATA / "S_cerevisiae.fasta.gz")!r}, cache_dir={str(tmp_path / "fai")!r})
+        chrom, start, end = np.load({str(tmp_path / "iv.npy")!r})
+        iv = IntervalSet(tuple(g.names), chrom.astype(np.int32), start, end)
+        memo = TileMemo({str(root)!r}, g, Tiling(128, 2, 2), load_encoder("kmer:dim=16"), chunk_bp={SMALL_CHUNK_BP})
+        np.save({str(tmp_path / "cold.npy")!r}, interval_embeddings(iv, g, Tiling(128, 2, 2), memo))
+        assert memo.stats.tiles_computed == 0 and memo.stats.chunks_read > 0, memo.stats
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True)
+    assert np.load(tmp_path / "cold.npy").tobytes() == warm.tobytes()
+
+
+def test_new_memos_store_raw_chunks_that_zarr_reads(yeast, kmer16, tmp_path):
+    memo = small_memo(tmp_path, yeast, kmer16)
+    keys = keys_of(SMALL_TILING, yeast, IntervalSet.from_tuples([("chrI", 300, 5000)], tuple(yeast.names)))
+    expected = memo.get(keys)
+    attrs = json.loads((memo.path / "zarr.json").read_text())["attributes"]
+    assert attrs["gidx_tile_memo"] == 2 and attrs["chunk_codec"] == "raw"
+    meta = json.loads((memo.path / "emb.c0.l0.o0" / "zarr.json").read_text())
+    assert [c["name"] for c in meta["codecs"]] == ["bytes"]
+    # the chunk file is the chunk's rows, little-endian C order, whole chunk (Zarr pads edges)
+    rows = np.fromfile(memo.path / "emb.c0.l0.o0" / "c" / "0" / "0", dtype="<f4").reshape(64, 16)
+    np.testing.assert_array_equal(rows, zarr.open_array(memo.path / "emb.c0.l0.o0", mode="r")[:64])
+    # zarr is the format of record: it reads what the fast path reads
+    starts_at = keys.index[(keys.layer == 0) & (keys.offset == 0) & (keys.chrom == 0)]
+    np.testing.assert_array_equal(rows[starts_at], expected[(keys.layer == 0) & (keys.offset == 0)])
+
+
+def test_rows_accepts_any_order_and_repeats(yeast, kmer16, tmp_path):
+    from gidx.embed import gather_rows
+
+    memo = small_memo(tmp_path, yeast, kmer16)
+    iv = IntervalSet.from_tuples([("chrII", 5000, 9000), ("chrI", 300, 2000), ("chrI", 300, 2000)], tuple(yeast.names))
+    tiles = SMALL_TILING.compose(iv.chrom, iv.start, iv.end, yeast.lengths)
+    keys, inverse = tiles.unique_tiles()
+    np.testing.assert_array_equal(gather_rows(memo.rows(tiles)), memo.get(keys)[inverse])
+
+
+def test_resolved_rows_outlive_eviction(yeast, kmer16, tmp_path):
+    """TileRows keep the chunks they point into, even when the cache has moved on."""
+    from gidx.embed import gather_rows
+
+    small_memo(tmp_path, yeast, kmer16).fill(["chrI", "chrII"])
+    a = keys_of(SMALL_TILING, yeast, IntervalSet.from_tuples([("chrI", 300, 90_000)], tuple(yeast.names)))
+    b = keys_of(SMALL_TILING, yeast, IntervalSet.from_tuples([("chrII", 300, 90_000)], tuple(yeast.names)))
+    roomy = small_memo(tmp_path, yeast, kmer16)
+    expected_a = roomy.get(a)
+    tiny = small_memo(tmp_path, yeast, kmer16, cache_bytes=0)
+    rows_a = tiny.rows(a)
+    tiny.get(b)  # evicts every chunk of a
+    assert (tiny._cache.entry_of[tiny._chunk_ids(a)[0]] == -1).all()
+    np.testing.assert_array_equal(gather_rows(rows_a), expected_a)
+
+
+def test_mask_without_data_file_recomputes_on_lookup(yeast, kmer16, tmp_path):
+    memo = small_memo(tmp_path, yeast, kmer16)
+    keys = keys_of(SMALL_TILING, yeast, IntervalSet.from_tuples([("chrI", 300, 2000)], tuple(yeast.names)))
+    expected = memo.get(keys)
+    lost = sorted(memo.path.glob("emb.*/c/0/0"))[0]
+    lost.unlink()  # a lost data chunk, its mask still set
+    fresh = small_memo(tmp_path, yeast, kmer16)
+    with pytest.warns(UserWarning, match="data chunk file is missing"):
+        np.testing.assert_array_equal(fresh.get(keys), expected)
+    assert fresh.stats.chunks_computed == 1 and lost.is_file()
+
+
+def test_crash_between_data_and_mask_on_lookup(yeast, kmer16, tmp_path):
+    """A lookup that died after writing a chunk's data but before its mask: the next
+    process finds the data unmasked, recomputes the chunk and sets the mask."""
+    memo = small_memo(tmp_path, yeast, kmer16)
+    keys = keys_of(SMALL_TILING, yeast, IntervalSet.from_tuples([("chrI", 300, 2000)], tuple(yeast.names)))
+    grid = (int(keys.chrom[0]), int(keys.layer[0]), int(keys.offset[0]))
+    assert keys.index[0] < 64  # chunk 0 of that grid
+    emb, filled = memo._grid_arrays(grid, create=True)
+
+    class CrashOnMask:
+        def __setitem__(self, key, value):
+            raise SystemExit("killed")
+
+        def __getitem__(self, key):
+            return filled[key]
+
+    memo._arrays[grid] = (emb, CrashOnMask())
+    with pytest.raises(SystemExit):
+        memo.get(keys)
+    assert not np.isnan(emb[:64]).any() and not filled[:64].any()  # data without mask
+    fresh = small_memo(tmp_path, yeast, kmer16)
+    got = fresh.get(keys)
+    assert fresh.stats.chunks_computed >= 1 and filled[:64].all()
+    np.testing.assert_array_equal(got, small_memo(tmp_path / "ref", yeast, kmer16).get(keys))
+
+
+def make_format_1(memo: TileMemo) -> None:
+    """Turn a codec="zstd" memo into what gidx wrote before format 2: the same arrays
+    (Zarr's default zstd codecs), group attributes without ``chunk_codec``, format 1."""
+    meta_path = memo.path / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["attributes"]["chunk_codec"]
+    meta["attributes"]["gidx_tile_memo"] = 1
+    meta_path.write_text(json.dumps(meta))
+
+
+def test_format_1_memos_are_read_and_extended_in_their_own_layout(yeast, kmer16, tmp_path):
+    old = small_memo(tmp_path, yeast, kmer16, codec="zstd")
+    old.fill(["chrI"])
+    make_format_1(old)
+    before = memo_arrays(old)
+    meta = json.loads((old.path / "emb.c0.l0.o0" / "zarr.json").read_text())
+    assert [c["name"] for c in meta["codecs"]] == ["bytes", "zstd"]
+    memo = small_memo(tmp_path, yeast, kmer16)  # default codec raw: the stored layout wins
+    assert (memo.format, memo.codec) == (1, "zstd")
+    iv = IntervalSet.from_tuples([("chrI", 300, 90_000), ("chrI", 150_000, 151_000)], tuple(yeast.names))
+    keys = keys_of(SMALL_TILING, yeast, iv)
+    got = memo.get(keys)
+    assert memo.stats.tiles_computed == 0 and memo.stats.chunks_read > 0
+    np.testing.assert_array_equal(got, small_memo(tmp_path / "raw", yeast, kmer16).get(keys))
+    assert interval_embeddings(iv, yeast, SMALL_TILING, memo).tobytes() == \
+        composed_the_old_way(memo, yeast, SMALL_TILING, iv).tobytes()
+    # new arrays in an old memo stay zstd, the group stays format 1, old arrays untouched
+    memo.get(keys_of(SMALL_TILING, yeast, IntervalSet.from_tuples([("chrII", 300, 900)], tuple(yeast.names))))
+    meta = json.loads((memo.path / "emb.c1.l0.o0" / "zarr.json").read_text())
+    assert [c["name"] for c in meta["codecs"]] == ["bytes", "zstd"]
+    attrs = json.loads((memo.path / "zarr.json").read_text())["attributes"]
+    assert attrs["gidx_tile_memo"] == 1 and "chunk_codec" not in attrs
+    after = memo_arrays(memo)
+    assert all(after[name] == data for name, data in before.items())
+    assert memo.verify(sample=200)["ok"]
+
+
+def test_memo_of_an_unknown_format_is_refused(yeast, kmer16, tmp_path):
+    from gidx.index import Index
+    from gidx.memo import verify_index_memos
+
+    index = Index.create(tmp_path / "idx", fasta=DATA / "S_cerevisiae.fasta.gz")
+    memo = open_index_memo(index.path, index.genome, SMALL_TILING, kmer16, chunk_bp=SMALL_CHUNK_BP)
+    memo.fill(["chrI"])
+    meta_path = memo.path / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["gidx_tile_memo"] = 99
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(GidxError, match="format 99"):
+        open_index_memo(index.path, index.genome, SMALL_TILING, kmer16)
+    lines = verify_index_memos(index, samples=10)
+    assert len(lines) == 1 and "format 99" in lines[0]
+    meta["attributes"]["gidx_tile_memo"] = 2
+    meta["attributes"]["chunk_codec"] = "lz9"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(GidxError, match="lz9"):
+        open_index_memo(index.path, index.genome, SMALL_TILING, kmer16)
+
+
+def test_arrays_in_other_layouts_are_read_through_zarr(yeast, kmer16, tmp_path):
+    """An array whose Zarr metadata the fast path does not know (here: gzip) is read by
+    zarr itself, never misread."""
+    from zarr.codecs import GzipCodec
+
+    memo = small_memo(tmp_path, yeast, kmer16)
+    memo.fill(["chrI"])
+    keys = keys_of(SMALL_TILING, yeast, IntervalSet.from_tuples([("chrI", 300, 20_000)], tuple(yeast.names)))
+    expected = memo.get(keys)
+    group = zarr.open_group(memo.path, mode="a")
+    for name in ("emb.c0.l0.o0", "filled.c0.l0.o0"):
+        old = group[name]
+        data, attrs = old[:], dict(old.attrs)
+        del group[name]
+        new = group.create_array(name, shape=old.shape, chunks=old.chunks, dtype=old.dtype,
+                                 fill_value=old.fill_value, compressors=GzipCodec(), attributes=attrs)
+        new[:] = data
+    fresh = small_memo(tmp_path, yeast, kmer16)
+    assert fresh._grid_files((0, 0, 0))[0].kind == "zarr" and fresh._grid_files((0, 0, 1))[0].kind == "raw"
+    np.testing.assert_array_equal(fresh.get(keys), expected)
+    assert fresh.stats.tiles_computed == 0
