@@ -40,6 +40,27 @@ _SEG = "seg-"
 _MAX_SEGMENTS = 8
 
 
+class _file_lock:
+    """An exclusive advisory lock on ``path`` across processes (flock), for a block."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
 def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     mat = np.ascontiguousarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(mat, axis=1)
@@ -195,11 +216,13 @@ class VectorStore:
         self.mirror.write(table, record_ids, vectors)
         t = self._table(table)
         if t is None:
-            try:
-                self.db.create_table(table, data)
-                return
-            except ValueError:  # created meanwhile by another process
-                t = self.db.open_table(table)
+            # two processes creating one table at once can both "succeed", the second
+            # manifest replacing the first and its rows: create under a file lock
+            with _file_lock(self.path.with_name(self.path.name + ".create-lock")):
+                t = self._table(table)
+                if t is None:
+                    self.db.create_table(table, data)
+                    return
         t.add(data)
 
     def delete(self, table: str, record_ids) -> None:
