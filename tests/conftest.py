@@ -57,6 +57,22 @@ def count_data_lines(path: Path) -> int:
     return n
 
 
+def yeast_family(tmp_path: Path, n: int) -> Path:
+    """n distinct yeast BED files (``tmp_path/family/copyNNN.bed``): the real intervals of
+    one file shifted by a few bases per copy."""
+    from gidx.bed import read_bed
+    from gidx.genome import Genome
+
+    g = Genome.from_fasta(YEAST_FASTA, cache_dir=tmp_path / "cache")
+    src = read_bed(YEAST_BEDS / "winston_annotations" / "Scer_polIItranscripts-adjustedTSS.bed.gz", g).intervals
+    out = tmp_path / "family"
+    out.mkdir()
+    for i in range(n):
+        lines = [f"{g.names[c]}\t{max(0, s - i - 1)}\t{e}" for c, s, e in zip(src.chrom, src.start, src.end)]
+        (out / f"copy{i:03d}.bed").write_text("\n".join(lines) + "\n")
+    return out
+
+
 # ---- catalog snapshots (read-only DuckDB, closed at once) ---------------------
 
 

@@ -219,21 +219,25 @@ def test_fill_resumes_after_an_exception(yeast, kmer16, tmp_path, reference_fill
     assert resumed.fill(["chrI"]).computed == 0
 
 
+class CrashOnMask:
+    """A grid's mask array that dies on write: the process 'crashes' after writing data."""
+
+    def __init__(self, filled):
+        self.filled = filled
+
+    def __setitem__(self, key, value):
+        raise SystemExit("killed")
+
+    def __getitem__(self, key):
+        return self.filled[key]
+
+
 def test_crash_between_data_and_mask_recomputes_the_chunk(yeast, kmer16, tmp_path, reference_fill):
     memo = small_memo(tmp_path, yeast, kmer16)
     grid = (0, 0, 0)
     emb, filled = memo._grid_arrays(grid, create=True)
 
-    class CrashOnMask:
-        """The mask array, dying on write: the process 'crashes' after writing data."""
-
-        def __setitem__(self, key, value):
-            raise SystemExit("killed")
-
-        def __getitem__(self, key):
-            return filled[key]
-
-    memo._arrays[grid] = (emb, CrashOnMask())
+    memo._arrays[grid] = (emb, CrashOnMask(filled))
     with pytest.raises(SystemExit):
         memo.fill(["chrI"])
     assert not np.isnan(emb[:64]).any() and not filled[:64].any()  # data without mask
@@ -605,14 +609,7 @@ def test_crash_between_data_and_mask_on_lookup(yeast, kmer16, tmp_path):
     assert keys.index[0] < 64  # chunk 0 of that grid
     emb, filled = memo._grid_arrays(grid, create=True)
 
-    class CrashOnMask:
-        def __setitem__(self, key, value):
-            raise SystemExit("killed")
-
-        def __getitem__(self, key):
-            return filled[key]
-
-    memo._arrays[grid] = (emb, CrashOnMask())
+    memo._arrays[grid] = (emb, CrashOnMask(filled))
     with pytest.raises(SystemExit):
         memo.get(keys)
     assert not np.isnan(emb[:64]).any() and not filled[:64].any()  # data without mask

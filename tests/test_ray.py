@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import HG19_BEDS, HG19_SIZES, REPO, YEAST_BEDS, YEAST_FASTA, bed_files
+from conftest import HG19_BEDS, HG19_SIZES, REPO, YEAST_BEDS, YEAST_FASTA, bed_files, yeast_family
 
 from gidx.check import check_index
 from gidx.index import Index
@@ -160,23 +160,8 @@ def test_a_killed_worker_is_retried_and_changes_nothing(cluster, tmp_path, monke
     assert _state(many) == _state(one)
 
 
-def _family(tmp_path: Path, n: int) -> Path:
-    """n distinct yeast BED files: real intervals shifted by a few bases per copy."""
-    from gidx.bed import read_bed
-    from gidx.genome import Genome
-
-    g = Genome.from_fasta(YEAST_FASTA, cache_dir=tmp_path / "cache")
-    src = read_bed(YEAST_BEDS / "winston_annotations" / "Scer_polIItranscripts-adjustedTSS.bed.gz", g).intervals
-    out = tmp_path / "family"
-    out.mkdir()
-    for i in range(n):
-        lines = [f"{g.names[c]}\t{max(0, s - i - 1)}\t{e}" for c, s, e in zip(src.chrom, src.start, src.end)]
-        (out / f"copy{i:03d}.bed").write_text("\n".join(lines) + "\n")
-    return out
-
-
 def test_sigkill_of_the_driver_leaves_a_usable_resumable_index(cluster, tmp_path):
-    _family(tmp_path, 30)
+    yeast_family(tmp_path, 30)
     clean, idx = tmp_path / "clean", tmp_path / "idx"
     for p in (clean, idx):
         _yeast(p).ingest([YEAST_BEDS])

@@ -17,10 +17,9 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, YEAST_BEDS, YEAST_FASTA, bed_files
+from conftest import REPO, YEAST_BEDS, YEAST_FASTA, bed_files, yeast_family
 
 from gidx.bed import read_bed
-from gidx.genome import Genome
 from gidx.index import Index
 
 _spec = importlib.util.spec_from_file_location("crash_consistency", REPO / "benchmarks" / "crash_consistency.py")
@@ -35,23 +34,11 @@ def test_sigkill_at_random_moments_leaves_a_usable_resumable_index(command, tria
     assert tally["survived"] == trials
 
 
-def _family(tmp_path, n: int):
-    """n distinct yeast BED files: real intervals shifted by a few bases per copy."""
-    g = Genome.from_fasta(YEAST_FASTA, cache_dir=tmp_path / "cache")
-    src = read_bed(YEAST_BEDS / "winston_annotations" / "Scer_polIItranscripts-adjustedTSS.bed.gz", g).intervals
-    out = tmp_path / "family"
-    out.mkdir()
-    for i in range(n):
-        lines = [f"{g.names[c]}\t{max(0, s - i - 1)}\t{e}" for c, s, e in zip(src.chrom, src.start, src.end)]
-        (out / f"copy{i:03d}.bed").write_text("\n".join(lines) + "\n")
-    return out
-
-
 def test_queries_and_sql_answer_while_another_process_ingests(tmp_path):
     idx_path = tmp_path / "idx"
     idx = Index.create(idx_path, fasta=YEAST_FASTA, genome_name="sacCer3", aliases={"chrM": "chrmt"})
     idx.ingest([YEAST_BEDS])
-    family = _family(tmp_path, 40)
+    family = yeast_family(tmp_path, 40)
     before = idx.sql("select count(*) as n from records")["n"][0].as_py()
     proc = subprocess.Popen([sys.executable, "-m", "gidx.cli.main", "ingest", str(family), "-i", str(idx_path), "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
