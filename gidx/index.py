@@ -38,6 +38,7 @@ from .intervals import IntervalSet
 from .sketch import PositionSketch, encoder_identity
 
 if TYPE_CHECKING:
+    from .queries import QueryRun
     from .tiling import Tiling
 
 CATALOG = "catalog.duckdb"

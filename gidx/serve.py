@@ -38,7 +38,6 @@ import re
 import shutil
 import tempfile
 import threading
-import time
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
