@@ -122,7 +122,7 @@ def check_index(index: "Index", repair: bool = False, memo_samples: int = 64) ->
         if bad:
             rep.problems.append(f"overlap structure has wrong interval counts for record(s) {bad[:5]}")
     if repair:  # compaction rewrites live records only: orphan segment rows go
-        index.maintain(max_segments=1)
+        index.maintain(repair=True)
         rep.repaired.append("overlap segments compacted")
 
     # tile memo: recompute a sample of stored tiles and compare

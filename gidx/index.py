@@ -19,6 +19,7 @@ ids) and that the next write cleans up; rerunning the command redoes the work.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -49,6 +50,7 @@ MODELS = "models"
 CACHE = "cache"
 DEFAULT_INDEX = "gidx-index"
 SNAPSHOT_RECHECK = 0.5  # seconds; see Index._snapshot
+LOOKUP_CHUNK = 512  # files per catalog look-up during an ingest
 
 Progress = Callable[[int, int, str], None]  # (done, total, current item)
 
@@ -184,6 +186,25 @@ def parse_when(value: "str | datetime") -> datetime:
     if when.tzinfo is not None:
         when = when.astimezone(timezone.utc).replace(tzinfo=None)
     return when
+
+
+def _bounded_map(pool, fn, items, ahead: int):
+    """``pool.map(fn, items)`` in order, with at most ``ahead`` results computed ahead of
+    the consumer (``Executor.map`` submits every item at once, so its results pile up
+    in memory when the consumer is slower)."""
+    from collections import deque
+
+    it = iter(items)
+    window = deque(pool.submit(fn, x) for x in itertools.islice(it, ahead))
+    try:
+        while window:
+            got = window.popleft().result()
+            for x in itertools.islice(it, 1):
+                window.append(pool.submit(fn, x))
+            yield got
+    finally:
+        for f in window:
+            f.cancel()
 
 
 @dataclass
@@ -500,7 +521,7 @@ class Index:
         replace: bool = False,
         progress: Progress | None = None,
         batch_intervals: int = 2_000_000,
-        batch_records: int = 256,
+        batch_records: int = 512,
         ray: str | None = None,
     ) -> IngestReport:
         """Add BED files (folders are searched recursively), one record per file.
@@ -530,18 +551,19 @@ class Index:
             files = [(files[0][0], name)]
         genome, aliases = self.genome, self.aliases()
         eid, encoder = self.set_encoder()
-        from sqlalchemy import text
+        # names given to more than one file of this ingest: the only ones whose
+        # (path, content hash) must be remembered while the files stream past
+        from collections import Counter
 
-        with self.catalog.connect() as conn:
-            rows = conn.execute(text("select id, name, content_hash, source_path from records")).fetchall()
-        by_name = {nm: (int(rid), h) for rid, nm, h, _ in rows}
-        by_file = {(src, h): nm for _, nm, h, src in rows}
-        in_this: dict[str, tuple[str, str]] = {}  # name -> (path, content hash) in this ingest
+        repeated = {nm for nm, c in Counter(nm for _, nm in files).items() if c > 1}
+        in_this: dict[str, tuple[str, str]] = {}  # repeated name -> (path, content hash) seen first
         report = IngestReport(not_bed=not_bed)
         batch: list[tuple[str, BedFile, str, int | None]] = []
         batch_vecs: list[np.ndarray | None] = []  # vectors embedded by Ray workers (None: embed here)
+        batch_n = 0  # intervals in the batch
 
         def flush() -> None:
+            nonlocal batch_n
             if batch:
                 vecs = np.stack(batch_vecs) if all(v is not None for v in batch_vecs) else None
                 lost = self._commit_batch(batch, eid, encoder, vecs)
@@ -555,13 +577,20 @@ class Index:
                     report.intervals += len(bf.intervals)
                 batch.clear()
                 batch_vecs.clear()
+                batch_n = 0
 
-        def parse(item: tuple[Path, str]) -> BedFile | InputError:
+        sketch_here = isinstance(encoder, PositionSketch)
+
+        def parse(item: tuple[Path, str]) -> tuple[BedFile | InputError, np.ndarray | None, str | None]:
+            """(file, its set vector, its content hash), in a worker thread: the C
+            sketch kernel, hashing and numpy release the GIL."""
             try:
-                return read_bed(item[0], genome, aliases=aliases, skip_unknown_chroms=skip_unknown_chroms,
-                                allow_empty=True)
+                bf = read_bed(item[0], genome, aliases=aliases, skip_unknown_chroms=skip_unknown_chroms,
+                              allow_empty=True)
             except InputError as e:
-                return e
+                return e, None, None
+            vec = encoder.embed_one(bf.intervals, genome.lengths) if sketch_here else None
+            return bf, vec, bf.intervals.content_hash()
 
         def reject(path: Path, problem: str) -> None:
             report.rejected.append((str(path), InputError([f"{path}: {problem}"])))
@@ -571,48 +600,62 @@ class Index:
         pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
         if ray is None:
             # parse the next files while this one is embedded and stored (decompression,
-            # pyarrow's CSV reader and numpy release the GIL)
-            parsed = ((bf, None) for bf in pool.map(parse, files))
+            # pyarrow's CSV reader and numpy release the GIL); a bounded window ahead, so
+            # memory does not grow with the number of files
+            parsed = _bounded_map(pool, parse, files, ahead=64)
         else:  # parsed (and embedded) on Ray workers, consumed in input order
             from .distributed import ingest_results
 
-            parsed = ingest_results(ray, files, genome, aliases, skip_unknown_chroms, encoder)
-        for done, ((path, nm), (bf, vec)) in enumerate(zip(files, parsed)):
-            if progress:
-                progress(done, len(files), str(path))
-            if isinstance(bf, InputError):
-                report.rejected.append((str(path), bf))
-                continue
-            report.warnings += bf.warnings
-            h = bf.intervals.content_hash()
-            if nm in in_this:
-                other, other_h = in_this[nm]
-                if other_h == h:
-                    report.skipped.append((str(path), f"same intervals as {other}, ingested as {nm!r} just now"))
-                else:
-                    reject(path, f"record name {nm!r} is also the name of {other} in this ingest (the BED suffix "
-                                 "is not part of a name); ingest one of them on its own with --name")
-                continue
-            old = by_name.get(nm)
-            if old is not None and old[1] == h:
-                report.skipped.append((str(path), f"already indexed as {nm!r}"))
-                continue
-            if old is not None and not replace:
-                reject(path, f"record {nm!r} is already indexed with different intervals; "
-                             "rerun with --replace to swap in this version (or pick another name with --name)")
-                continue
-            same_file = by_file.get((str(path.resolve()), h))
-            if old is None and name is None and same_file is not None:
-                report.skipped.append((str(path), f"already indexed as {same_file!r} (same file, same intervals)"))
-                continue
-            if bf.empty_reason:
-                report.warnings.append(f"{path}: {bf.empty_reason}; stored as record {nm!r} with 0 intervals "
-                                       "(seqpare S = 0 against every other set)")
-            in_this[nm] = (str(path), h)
-            batch.append((nm, bf, h, old[0] if old is not None else None))
-            batch_vecs.append(vec)
-            if len(batch) >= batch_records or sum(len(b[1].intervals) for b in batch) >= batch_intervals:
-                flush()
+            parsed = ((bf, vec, None) for bf, vec in
+                      ingest_results(ray, files, genome, aliases, skip_unknown_chroms, encoder))
+        stream = zip(files, parsed)
+        done = 0
+        while True:
+            # the catalog is asked about a chunk of files at a time (their names and
+            # paths), never read whole: ingest memory does not grow with the index
+            chunk = list(itertools.islice(stream, LOOKUP_CHUNK))
+            if not chunk:
+                break
+            by_name, by_file = self._held(chunk)
+            for (path, nm), (bf, vec, h) in chunk:
+                if progress:
+                    progress(done, len(files), str(path))
+                done += 1
+                if isinstance(bf, InputError):
+                    report.rejected.append((str(path), bf))
+                    continue
+                report.warnings += bf.warnings
+                h = h or bf.intervals.content_hash()
+                if nm in in_this:
+                    other, other_h = in_this[nm]
+                    if other_h == h:
+                        report.skipped.append((str(path), f"same intervals as {other}, ingested as {nm!r} just now"))
+                    else:
+                        reject(path, f"record name {nm!r} is also the name of {other} in this ingest (the BED "
+                                     "suffix is not part of a name); ingest one of them on its own with --name")
+                    continue
+                old = by_name.get(nm)
+                if old is not None and old[1] == h:
+                    report.skipped.append((str(path), f"already indexed as {nm!r}"))
+                    continue
+                if old is not None and not replace:
+                    reject(path, f"record {nm!r} is already indexed with different intervals; "
+                                 "rerun with --replace to swap in this version (or pick another name with --name)")
+                    continue
+                same_file = by_file.get((str(path.resolve()), h))
+                if old is None and name is None and same_file is not None:
+                    report.skipped.append((str(path), f"already indexed as {same_file!r} (same file, same intervals)"))
+                    continue
+                if bf.empty_reason:
+                    report.warnings.append(f"{path}: {bf.empty_reason}; stored as record {nm!r} with 0 intervals "
+                                           "(seqpare S = 0 against every other set)")
+                if nm in repeated:
+                    in_this[nm] = (str(path), h)
+                batch.append((nm, bf, h, old[0] if old is not None else None))
+                batch_vecs.append(vec)
+                batch_n += len(bf.intervals)
+                if len(batch) >= batch_records or batch_n >= batch_intervals:
+                    flush()
         flush()
         pool.shutdown()
         if progress:
@@ -622,19 +665,43 @@ class Index:
         report.seconds = time.perf_counter() - t0
         return report
 
-    def maintain(self, max_segments: int = 8) -> None:
-        """Fold many small overlap segments (and vector-mirror segments) into one and drop
-        orphans (rows of crashed or removed records)."""
-        from .seqpare import SEGMENT_PREFIX, OverlapIndex
+    def _held(self, chunk) -> tuple[dict[str, tuple[int, str]], dict[tuple[str, str], str]]:
+        """What the catalog holds for a chunk of ``((path, name), parsed)`` of an ingest:
+        ``{name: (id, content hash)}`` for their names and ``{(source path, content
+        hash): name}`` for their paths."""
+        import pyarrow as pa
+
+        names = pa.table({"name": [nm for (_, nm), _ in chunk]})
+        paths = pa.table({"source_path": [str(p.resolve()) for (p, _), _ in chunk]})
+        with self.catalog.duck() as conn:
+            conn.register("gidx_names", names)
+            conn.register("gidx_paths", paths)
+            by_name = {nm: (int(rid), h) for rid, nm, h in conn.execute(
+                "select id, name, content_hash from records where name in (select name from gidx_names)").fetchall()}
+            by_file = {(src, h): nm for nm, h, src in conn.execute(
+                "select name, content_hash, source_path from records "
+                "where source_path in (select source_path from gidx_paths)").fetchall()}
+        return by_name, by_file
+
+    def maintain(self, repair: bool = False) -> None:
+        """Keep the derived stores in shape after records came or went: merge overlap
+        segments as :meth:`OverlapIndex.plan_compaction` says (bounded work and
+        memory, whatever the index size) and fold vector-mirror segments.
+        ``repair``: also rewrite every segment that holds rows of records that no
+        longer exist (``gidx check --repair``)."""
+        from .seqpare import DEAD_FRACTION, OverlapIndex
 
         seg_dir = self.path / SEGMENTS
-        live = self.record_ids()
-        n = sum(1 for p in seg_dir.iterdir() if p.name.startswith(SEGMENT_PREFIX)) if seg_dir.exists() else 0
-        if n > max_segments:
-            OverlapIndex.compact(seg_dir, live)
-        ids = np.fromiter(live, np.int64)
+        live = np.fromiter(self.record_ids(), np.int64)
+        for _ in range(8):  # a merge may complete the next tier's group
+            groups = OverlapIndex.plan_compaction(seg_dir, live, dead_fraction=0.0 if repair else DEAD_FRACTION) \
+                if seg_dir.exists() else []
+            if not groups:
+                break
+            for group in groups:
+                OverlapIndex.compact(seg_dir, live, segments=group)
         for table in self.vectors.mirror.tables():
-            self.vectors.mirror.compact(table, ids)
+            self.vectors.mirror.compact(table, live)
 
     def overlap(self, live: set[int] | None = None):
         """The exact-seqpare overlap structure over the live records (``live``: record
@@ -694,26 +761,39 @@ class Index:
         The new id is above every truth progress mark, so ``gidx truth`` compares it
         with everyone and everyone with it.
 
-        ``vecs``: the batch's set vectors when already embedded (by Ray workers).
+        ``vecs``: the batch's set vectors when already embedded (in ingest's parse
+        threads, or by Ray workers).
         """
-        import pyarrow as pa
-
         sets = [bf.intervals for _, bf, _, _ in batch]
         if vecs is None:
             vecs = encoder.embed(sets, self.genome.lengths)
         ids = self._reserve_ids(len(batch))
-        # 1. derived data first (orphans if we die before the catalog commit)
-        self.vectors.add(self.vector_table(eid, encoder), np.asarray(ids), vecs)
+        # 1. derived data first (orphans if we die before the catalog commit); the
+        # overlap segment is sorted and written in a thread (numpy's sorts and fsync
+        # release the GIL) while the vectors go to LanceDB and the catalog rows are built
+        from concurrent.futures import ThreadPoolExecutor
+
         from .seqpare import OverlapIndex
 
-        OverlapIndex.write_segment(
-            self.path / SEGMENTS,
-            np.repeat(np.asarray(ids, dtype=np.int64), [len(s) for s in sets]),
-            np.concatenate([s.chrom for s in sets]),
-            np.concatenate([s.start for s in sets]),
-            np.concatenate([s.end for s in sets]),
-            records=np.asarray(ids, dtype=np.int64),
-        )
+        with ThreadPoolExecutor(1) as side:
+            segment = side.submit(
+                OverlapIndex.write_segment,
+                self.path / SEGMENTS,
+                np.repeat(np.asarray(ids, dtype=np.int64), [len(s) for s in sets]),
+                np.concatenate([s.chrom for s in sets]),
+                np.concatenate([s.start for s in sets]),
+                np.concatenate([s.end for s in sets]),
+                records=np.asarray(ids, dtype=np.int64),
+            )
+            self.vectors.add(self.vector_table(eid, encoder), np.asarray(ids), vecs)
+            return self._store_batch(batch, ids, sets, before_commit=segment.result)
+
+    def _store_batch(self, batch, ids: list[int], sets: list[IntervalSet], before_commit) -> dict[str, str]:
+        """Step 2 of :meth:`_commit_batch`: the catalog transaction that makes a batch's
+        records visible; ``before_commit()`` returns once the derived data are written
+        (raising if they could not be)."""
+        import pyarrow as pa
+
         # 2. the catalog commit makes the records visible
         g = self.genome
         now = _now()
@@ -745,6 +825,7 @@ class Index:
         lost: dict[str, str] = {}
         keep: list[int] = []
         gone: list[int] = []
+        before_commit()
         with self.catalog.connect(write=True) as conn:
             raw = self.catalog.raw(conn)
             # another process may have stored these names since we looked: decide again

@@ -103,6 +103,10 @@ ACCEPT_J = np.float32(1e-7)  # a pair matches only if its float32 J is strictly 
 SEGMENT_PREFIX = "seg-"
 _TMP_PREFIX = ".tmp-"
 _FORMAT_VERSION = 1
+# compaction policy (OverlapIndex.plan_compaction)
+MAX_SEGMENT_INTERVALS = 4_000_000  # ~200 MB of arrays: a merge never writes a bigger segment
+MERGE_FACTOR = 4
+DEAD_FRACTION = 0.25
 # Array files of a segment: record layout (target order, records contiguous) and
 # class layout (chromosome, length class, start).
 _SEGMENT_ARRAYS = (
@@ -218,8 +222,25 @@ def _target_order(record_index: np.ndarray, chrom: np.ndarray, start: np.ndarray
     # first row of each (record, chromosome) pair; rows of a record are contiguous, so
     # sorting by that row number orders records, then chromosomes by appearance
     _, first, inverse = np.unique(r * (int(c.max()) + 1) + c, return_index=True, return_inverse=True)
-    within = np.lexsort((start[by_rec], first[inverse]))
+    within = _stable_order(first[inverse], start[by_rec])
     return by_rec[within]
+
+
+def _bits(x: np.ndarray) -> int:
+    return int(x.max()).bit_length() if len(x) else 0
+
+
+def _stable_order(*keys: np.ndarray) -> np.ndarray:
+    """``np.lexsort(keys[::-1])`` (the first key most significant; ties in input order)
+    for non-negative integer keys, as one stable argsort of the keys packed into one
+    int64 when their bits fit (one sort instead of one per key), else lexsort."""
+    bits = [_bits(k) for k in keys]
+    if sum(bits) > 62 or any(len(k) and int(k.min()) < 0 for k in keys):
+        return np.lexsort(keys[::-1])
+    packed = np.zeros(len(keys[0]), np.int64)
+    for k, b in zip(keys, bits):
+        packed = (packed << np.int64(b)) | k.astype(np.int64, copy=False)
+    return np.argsort(packed, kind="stable")
 
 
 def _build_segment_arrays(record_id, chrom, start, end, records=None) -> dict[str, np.ndarray]:
@@ -246,7 +267,7 @@ def _build_segment_arrays(record_id, chrom, start, end, records=None) -> dict[st
     length_class = np.zeros(len(length), np.int64)
     pos = length > 0
     length_class[pos] = np.floor(np.log2(length[pos])).astype(np.int64) // 3 + 1
-    cls_order = np.lexsort((start, length_class, chrom))
+    cls_order = _stable_order(chrom, length_class, start)
     blk_key = chrom[cls_order].astype(np.int64) * 128 + length_class[cls_order]
     blk_first = np.flatnonzero(np.concatenate(([True], blk_key[1:] != blk_key[:-1]))) if len(blk_key) else blk_key
     return {
@@ -500,35 +521,90 @@ class OverlapIndex:
         return cls(segments, threads)
 
     @classmethod
-    def compact(cls, folder, live_records) -> Path | None:
-        """Rewrite all live records into one new segment, then delete the old segments.
+    def compact(cls, folder, live_records, segments=None, max_intervals: int | None = None) -> list[Path]:
+        """Rewrite the live records of ``segments`` (paths; default: every segment) into
+        new segments of at most ``max_intervals`` intervals each (default
+        ``MAX_SEGMENT_INTERVALS``; a record is never split), then delete them.
 
-        Returns the new segment's path (None when nothing is live). A crash leaves
-        the old segments, possibly with the new one beside them: both read the same.
+        Returns the new segments' paths. Memory stays within about one output segment:
+        records are copied out of the memory-mapped inputs a segment's worth at a time.
+        A crash leaves the old segments, possibly with new ones beside them: both read
+        the same (a record in several segments is read from the newest).
         """
         folder = Path(folder)
         if not folder.exists():
-            return None
-        old = _segment_paths(folder)
-        index = cls.open(folder, live_records, threads=1)
-        parts = []
-        for seg in index.segments:
-            live = np.flatnonzero(seg.alive)
-            if not len(live):
+            return []
+        cap = max_intervals or MAX_SEGMENT_INTERVALS
+        old = _segment_paths(folder) if segments is None else sorted(Path(p) for p in segments)
+        live = _id_array(live_records)
+        # which segment holds each live record's newest copy, among all segments
+        everything = cls.open(folder, live, threads=1)
+        chosen = {p.name for p in old}
+        new: list[Path] = []
+        parts: list[tuple] = []
+        size = 0
+
+        def write() -> None:
+            nonlocal size
+            if parts:
+                new.append(cls.write_segment(folder, *(np.concatenate(c) for c in zip(*parts))))
+            parts.clear()
+            size = 0
+
+        for seg in everything.segments:
+            if seg.name not in chosen:
                 continue
-            counts = seg.n_t[live]
-            rows = np.repeat(seg.rec_offsets[live] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-            # the record layout is in target order, which rebuilding keeps
-            parts.append((np.repeat(seg.record_id[live], seg.n_t[live]), seg.chrom[rows], seg.start[rows],
-                          seg.end[rows], seg.record_id[live]))
-        new = cls.write_segment(folder, *(np.concatenate(c) for c in zip(*parts))) if parts else None
-        del index
+            for rec in np.flatnonzero(seg.alive):
+                n = int(seg.n_t[rec])
+                if size and size + n > cap:
+                    write()
+                lo, hi = int(seg.rec_offsets[rec]), int(seg.rec_offsets[rec + 1])
+                # the record layout is in target order, which rebuilding keeps
+                parts.append((np.full(n, seg.record_id[rec], np.int64), np.array(seg.chrom[lo:hi]),
+                              np.array(seg.start[lo:hi]), np.array(seg.end[lo:hi]),
+                              seg.record_id[rec : rec + 1].astype(np.int64)))
+                size += n
+        write()
+        del everything
         for p in old:
             shutil.rmtree(p, ignore_errors=True)
         for p in folder.glob(f"{_TMP_PREFIX}{SEGMENT_PREFIX}*"):  # leftovers of crashed writers
             shutil.rmtree(p, ignore_errors=True)
         _fsync_dir(folder)
         return new
+
+    @classmethod
+    def plan_compaction(cls, folder, live_records, factor: int = MERGE_FACTOR,
+                        max_intervals: int | None = None, dead_fraction: float = DEAD_FRACTION) -> list[list[Path]]:
+        """Groups of segments to merge (size-tiered, like an LSM tree): segments with a
+        similar number of live intervals (within a factor of ``factor``) are merged once
+        ``factor`` of them exist, so a record is rewritten about log_factor(N) times over
+        the life of an index, never all records at once (a merge that completes the
+        next tier's group is planned the next time); segments of
+        ``max_intervals / 2`` or more are full. A segment more than ``dead_fraction`` of
+        whose rows belong to records that no longer exist is rewritten alone."""
+        cap = max_intervals or MAX_SEGMENT_INTERVALS
+        index = cls.open(folder, live_records, threads=1)
+        groups: list[list[Path]] = []
+        tiers: dict[int, list[tuple[Path, int]]] = {}
+        for seg in index.segments:
+            path = Path(folder) / seg.name
+            total = len(seg.chrom)
+            alive = int(seg.n_t[seg.alive].sum())
+            dead = total - alive if total else int((~seg.alive).sum())
+            if alive == 0 or (dead > 0 and dead > dead_fraction * max(total, 1)):
+                groups.append([path])  # mostly dead rows: rewrite (or drop) it alone
+                continue
+            if alive >= cap // 2:
+                continue  # full
+            tier = int(np.log(max(alive, 1)) / np.log(factor))
+            tiers.setdefault(tier, []).append((path, alive))
+        for tier in sorted(tiers):
+            members = tiers[tier]  # oldest first
+            while len(members) >= factor:
+                take, members = members[:factor], members[factor:]
+                groups.append([p for p, _ in take])
+        return groups
 
     # -- queries ------------------------------------------------------------
 

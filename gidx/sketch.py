@@ -89,10 +89,31 @@ class PositionSketch:
             return np.stack(list(pool.map(lambda s: self.embed_one(s, chrom_lengths), sets)))
 
     def embed_one(self, s: IntervalSet, chrom_lengths: np.ndarray | None = None) -> np.ndarray:
+        from . import _sketch
+
+        chrom = np.ascontiguousarray(s.chrom, dtype=np.int32)
+        start = np.ascontiguousarray(s.start, dtype=np.int64)
+        end = np.ascontiguousarray(s.end, dtype=np.int64)
+        lengths = None if chrom_lengths is None else np.ascontiguousarray(chrom_lengths, dtype=np.int64)
+        blocks = []
+        for level, res in enumerate(self.resolutions):
+            v = np.zeros(self.dims)
+            _sketch.sketch_level(chrom, start, end, res, self.dims, self._salt(level), lengths, v)
+            n = np.linalg.norm(v)
+            blocks.append(v / n if n > 0 else v)
+        vec = np.concatenate(blocks) / np.sqrt(len(self.resolutions))
+        return vec.astype(np.float32)
+
+    def _salt(self, level: int) -> int:
+        return int(np.uint64((self.seed * 1_000_003 + level + 1) * 0x9E3779B1))
+
+    def embed_one_numpy(self, s: IntervalSet, chrom_lengths: np.ndarray | None = None) -> np.ndarray:
+        """The same vector with numpy only: the formulation the compiled kernel
+        (gidx/_sketch.c) reproduces bit for bit; tests compare the two."""
         blocks = []
         for level, res in enumerate(self.resolutions):
             keys, mass = self._bin_masses(s, res, chrom_lengths)
-            h = splitmix64(keys ^ np.uint64((self.seed * 1_000_003 + level + 1) * 0x9E3779B1))
+            h = splitmix64(keys ^ np.uint64(self._salt(level)))
             bucket = (h % np.uint64(self.dims)).astype(np.int64)
             sign = np.where(h >> np.uint64(63), -1.0, 1.0)
             v = np.bincount(bucket, weights=sign * mass, minlength=self.dims)

@@ -277,7 +277,8 @@ def test_segments_persist_reopen_tombstone_compact(record_sets, query, data):
         if live:
             assert reopened.n_t(sorted(live)).tolist() == [len(sets[r]) for r in sorted(live)]
         new = OverlapIndex.compact(folder, live)
-        assert [p.name for p in folder.iterdir()] == ([new.name] if live else [])
+        assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in new)
+        assert len(new) == (1 if live else 0)
         compacted = OverlapIndex.open(folder, live)
         for method in METHODS:
             assert_search_matches_pair(compacted, live_sets, query, method=method)
@@ -311,6 +312,47 @@ def test_record_in_two_segments_reads_newest(tmp_path):
     assert len([p for p in tmp_path.iterdir() if p.name.startswith(SEGMENT_PREFIX)]) == 1
     res = OverlapIndex.open(tmp_path, {5, 6}).search(query)
     assert res.record_id.tolist() == [5] and res.n_t.tolist() == [1]
+
+
+def test_compaction_is_tiered_and_bounded(tmp_path):
+    """Many small segments merge in groups of MERGE_FACTOR, never into a segment over the
+    cap; a full segment is left alone until enough of its records are gone; searches
+    read the same before and after every step."""
+    from gidx.seqpare import MERGE_FACTOR
+
+    rng = np.random.default_rng(7)
+    sets = {}
+    for r in range(1, 41):
+        n = int(rng.integers(20, 60))
+        start = np.sort(rng.integers(0, 50_000, n))
+        sets[r] = IntervalSet(CHROMS, np.zeros(n, np.int32), start, start + rng.integers(1, 400, n))
+    query = sets[3]
+    for lo in range(1, 41, 4):  # 10 segments of 4 records each
+        OverlapIndex.write_segment(tmp_path, *_rows(sets, range(lo, lo + 4)))
+    live = set(sets)
+    before = OverlapIndex.open(tmp_path, live).search(query)
+    groups = OverlapIndex.plan_compaction(tmp_path, live, max_intervals=10_000)
+    assert [len(g) for g in groups] == [MERGE_FACTOR, MERGE_FACTOR]  # the 2 newest wait for 2 more
+    for g in groups:
+        OverlapIndex.compact(tmp_path, live, segments=g, max_intervals=10_000)
+    after = OverlapIndex.open(tmp_path, live).search(query)
+    assert after.record_id.tolist() == before.record_id.tolist() and np.array_equal(after.teo, before.teo)
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith(SEGMENT_PREFIX)]) == 4
+    # a cap smaller than the records: one output segment per few records, none over the cap
+    new = OverlapIndex.compact(tmp_path, live, max_intervals=100)
+    sizes = [json.loads((p / "format.json").read_text())["intervals"] for p in new]
+    assert max(sizes) <= 100 + 60 and sum(sizes) == sum(len(s) for s in sets.values())
+    # full segments: untouched while their records live, rewritten once a quarter are gone
+    assert OverlapIndex.plan_compaction(tmp_path, live, max_intervals=100) == []
+    live -= {1, 2}  # in the first full segment only
+    plan = OverlapIndex.plan_compaction(tmp_path, live, max_intervals=100)
+    assert len(plan) == 1 and len(plan[0]) == 1
+    live -= {r for r in sets if r % 2}
+    while plan := OverlapIndex.plan_compaction(tmp_path, live, max_intervals=100):
+        for g in plan:
+            OverlapIndex.compact(tmp_path, live, segments=g, max_intervals=100)
+    res = OverlapIndex.open(tmp_path, None).search(query)  # no live filter: the dead rows are gone
+    assert set(res.record_id.tolist()) <= live
 
 
 def test_huge_intervals_and_edge_inputs():
