@@ -51,6 +51,7 @@ CACHE = "cache"
 DEFAULT_INDEX = "gidx-index"
 SNAPSHOT_RECHECK = 0.5  # seconds; see Index._snapshot
 LOOKUP_CHUNK = 512  # files per catalog look-up during an ingest
+MAINTAIN_EVERY = 16  # ingest batches between compactions
 
 Progress = Callable[[int, int, str], None]  # (done, total, current item)
 
@@ -611,7 +612,7 @@ class Index:
             parsed = ((bf, vec, None) for bf, vec in
                       ingest_results(ray, files, genome, aliases, skip_unknown_chroms, encoder))
         stream = zip(files, parsed)
-        done = 0
+        done = batches = 0
         while True:
             # the catalog is asked about a chunk of files at a time (their names and
             # paths), never read whole: ingest memory does not grow with the index
@@ -658,6 +659,9 @@ class Index:
                 batch_n += len(bf.intervals)
                 if len(batch) >= batch_records or batch_n >= batch_intervals:
                     flush()
+                    batches += 1
+                    if batches % MAINTAIN_EVERY == 0:  # a long ingest keeps few overlap segments
+                        self.maintain()
         flush()
         pool.shutdown()
         if progress:
@@ -696,12 +700,16 @@ class Index:
         seg_dir = self.path / SEGMENTS
         live = np.fromiter(self.record_ids(), np.int64)
         for _ in range(8):  # a merge may complete the next tier's group
-            groups = OverlapIndex.plan_compaction(seg_dir, live, dead_fraction=0.0 if repair else DEAD_FRACTION) \
-                if seg_dir.exists() else []
+            if not seg_dir.exists():
+                break
+            opened = OverlapIndex.open(seg_dir, live, threads=1)
+            groups = OverlapIndex.plan_compaction(seg_dir, live, dead_fraction=0.0 if repair else DEAD_FRACTION,
+                                                  index=opened)
             if not groups:
                 break
             for group in groups:
-                OverlapIndex.compact(seg_dir, live, segments=group)
+                OverlapIndex.compact(seg_dir, live, segments=group, index=opened)
+            del opened
         for table in self.vectors.mirror.tables():
             self.vectors.mirror.compact(table, live)
 

@@ -510,22 +510,32 @@ class OverlapIndex:
         read from the newest.
         """
         segments = _load_segments(Path(folder))
-        live = None if live_records is None else _id_array(live_records)
-        claimed = np.zeros(0, np.int64)
-        for seg in reversed(segments):  # newest first
-            alive = ~np.isin(seg.record_id, claimed)
-            if live is not None:
-                alive &= np.isin(seg.record_id, live)
-            seg.alive = alive
-            claimed = np.union1d(claimed, seg.record_id[alive])
+        if not segments:
+            return cls([], threads)
+        ids = np.concatenate([seg.record_id for seg in segments])
+        which = np.repeat(np.arange(len(segments)), [len(seg.record_id) for seg in segments])
+        # one sort for all segments: per id, the newest segment's copy (names sort by time)
+        order = np.lexsort((-which, ids))
+        first = np.ones(len(order), np.bool_)
+        first[1:] = ids[order][1:] != ids[order][:-1]
+        alive = np.zeros(len(ids), np.bool_)
+        alive[order[first]] = True
+        if live_records is not None:
+            alive &= np.isin(ids, _id_array(live_records))
+        bounds = np.cumsum([len(seg.record_id) for seg in segments])[:-1]
+        for seg, a in zip(segments, np.split(alive, bounds)):
+            seg.alive = a
         return cls(segments, threads)
 
     @classmethod
-    def compact(cls, folder, live_records, segments=None, max_intervals: int | None = None) -> list[Path]:
+    def compact(cls, folder, live_records, segments=None, max_intervals: int | None = None,
+                index: "OverlapIndex | None" = None) -> list[Path]:
         """Rewrite the live records of ``segments`` (paths; default: every segment) into
         new segments of at most ``max_intervals`` intervals each (default
         ``MAX_SEGMENT_INTERVALS``; a record is never split), then delete them.
 
+        ``index``: the folder opened with ``live_records`` (saves opening it again when
+        several groups are compacted in a row: the others' segments are untouched).
         Returns the new segments' paths. Memory stays within about one output segment:
         records are copied out of the memory-mapped inputs a segment's worth at a time.
         A crash leaves the old segments, possibly with new ones beside them: both read
@@ -536,9 +546,8 @@ class OverlapIndex:
             return []
         cap = max_intervals or MAX_SEGMENT_INTERVALS
         old = _segment_paths(folder) if segments is None else sorted(Path(p) for p in segments)
-        live = _id_array(live_records)
         # which segment holds each live record's newest copy, among all segments
-        everything = cls.open(folder, live, threads=1)
+        everything = index if index is not None else cls.open(folder, live_records, threads=1)
         chosen = {p.name for p in old}
         new: list[Path] = []
         parts: list[tuple] = []
@@ -574,8 +583,8 @@ class OverlapIndex:
         return new
 
     @classmethod
-    def plan_compaction(cls, folder, live_records, factor: int = MERGE_FACTOR,
-                        max_intervals: int | None = None, dead_fraction: float = DEAD_FRACTION) -> list[list[Path]]:
+    def plan_compaction(cls, folder, live_records, factor: int = MERGE_FACTOR, max_intervals: int | None = None,
+                        dead_fraction: float = DEAD_FRACTION, index: "OverlapIndex | None" = None) -> list[list[Path]]:
         """Groups of segments to merge (size-tiered, like an LSM tree): segments with a
         similar number of live intervals (within a factor of ``factor``) are merged once
         ``factor`` of them exist, so a record is rewritten about log_factor(N) times over
@@ -584,7 +593,7 @@ class OverlapIndex:
         ``max_intervals / 2`` or more are full. A segment more than ``dead_fraction`` of
         whose rows belong to records that no longer exist is rewritten alone."""
         cap = max_intervals or MAX_SEGMENT_INTERVALS
-        index = cls.open(folder, live_records, threads=1)
+        index = index if index is not None else cls.open(folder, live_records, threads=1)
         groups: list[list[Path]] = []
         tiers: dict[int, list[tuple[Path, int]]] = {}
         for seg in index.segments:
