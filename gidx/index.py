@@ -208,6 +208,52 @@ def _bounded_map(pool, fn, items, ahead: int):
             f.cancel()
 
 
+PROCESS_PARSE_MIN_FILES = 256  # below this, an ingest parses in threads (worker start-up ~0.5 s)
+
+
+def _parse_processes(n_files: int) -> int:
+    """Worker processes for parsing an ingest of ``n_files`` (0: use threads).
+    ``GIDX_PARSE_PROCESSES`` overrides the default (the CPUs this process may use)."""
+    env = os.environ.get("GIDX_PARSE_PROCESSES")
+    if env is not None:
+        return max(0, int(env))
+    if n_files < PROCESS_PARSE_MIN_FILES:
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cpus if cpus > 1 else 0
+
+
+def _process_parse(files, genome, aliases, skip_unknown_chroms, encoder, workers: int, per_task: int = 16):
+    """``(BedFile or InputError, vector or None, None)`` per file, in order, parsed (and
+    sketched) by ``workers`` spawned processes, a bounded number of tasks in flight.
+    The same worker function as ``--ray`` (:func:`gidx.distributed._parse_embed`)."""
+    import dataclasses
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .distributed import ParseSpec, _parse_embed
+
+    spec = ParseSpec(genome=dataclasses.replace(genome, cache_dir=None), aliases=dict(aliases),
+                     skip_unknown_chroms=skip_unknown_chroms, encoder=encoder)
+    items = [(os.path.abspath(f), str(f)) for f, _ in files]
+    chunks = (items[i : i + per_task] for i in range(0, len(items), per_task))
+    # spawn, not fork: this process has DuckDB, LanceDB and BLAS threads
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as procs:
+        for results, _ in _bounded_map(procs, _parse_embed_args, ((c, spec) for c in chunks), ahead=4 * workers):
+            for got, vec in results:
+                if isinstance(got, tuple):
+                    _, problems, total, hint = got
+                    yield InputError(problems, total, hint), None, None
+                else:
+                    yield got, vec, None
+
+
+def _parse_embed_args(args):
+    from .distributed import _parse_embed
+
+    return _parse_embed(*args)
+
+
 @dataclass
 class IngestReport:
     added: list[str] = field(default_factory=list)
@@ -601,7 +647,13 @@ class Index:
         from concurrent.futures import ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
-        if ray is None:
+        procs = _parse_processes(len(files)) if ray is None else 0
+        if procs:
+            # many files: parse and sketch them in worker processes (parsing holds the
+            # GIL for much of its time, so threads would queue on it behind the commits)
+            parsed = _process_parse(files, genome, aliases, skip_unknown_chroms, encoder if sketch_here else None,
+                                    procs)
+        elif ray is None:
             # parse the next files while this one is embedded and stored (decompression,
             # pyarrow's CSV reader and numpy release the GIL); a bounded window ahead, so
             # memory does not grow with the number of files
