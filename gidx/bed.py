@@ -56,6 +56,19 @@ class BedFile:
     header_lines: int
     skipped_chroms: dict[str, int] = field(default_factory=dict)
     empty_reason: str | None = None  # why a file read with allow_empty has no intervals
+    stats: dict | None = None  # what a record stores about it (record_stats), when already computed
+
+    def record_stats(self, chrom_names, full_path: str | None = None) -> dict:
+        """What the catalog stores about this file as a record, computed where it was
+        parsed (a worker thread or process): content hash, bases covered, chromosomes,
+        resolved path (``full_path``: the file's absolute path, where ``path`` is the
+        path as the user gave it) and size."""
+        s = self.intervals
+        codes = np.unique(s.chrom)
+        where = Path(full_path) if full_path is not None else self.path
+        return {"content_hash": s.content_hash(), "bp_covered": s.bp_covered(), "n_chromosomes": len(codes),
+                "chromosomes": ",".join(chrom_names[c] for c in codes), "source_path": str(where.resolve()),
+                "file_bytes": where.stat().st_size}
 
     @property
     def warnings(self) -> list[str]:

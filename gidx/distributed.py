@@ -186,7 +186,7 @@ def _parse_embed(files: list[tuple[str, str]], spec: ParseSpec) -> tuple[list, d
             out.append((("error", [p.replace(full, given) for p in e.problems], e.total, e.hint), None))
             parse_s += time.perf_counter() - t
             continue
-        bf = dataclasses.replace(bf, path=Path(given))
+        bf = dataclasses.replace(bf, path=Path(given), stats=bf.record_stats(spec.genome.names, full))
         t1 = time.perf_counter()
         parse_s += t1 - t
         vec = None

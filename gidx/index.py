@@ -639,7 +639,8 @@ class Index:
             except InputError as e:
                 return e, None, None
             vec = encoder.embed_one(bf.intervals, genome.lengths) if sketch_here else None
-            return bf, vec, bf.intervals.content_hash()
+            bf.stats = bf.record_stats(genome.names)
+            return bf, vec, bf.stats["content_hash"]
 
         def reject(path: Path, problem: str) -> None:
             report.rejected.append((str(path), InputError([f"{path}: {problem}"])))
@@ -680,7 +681,9 @@ class Index:
                     report.rejected.append((str(path), bf))
                     continue
                 report.warnings += bf.warnings
-                h = h or bf.intervals.content_hash()
+                if bf.stats is None:
+                    bf.stats = bf.record_stats(genome.names)
+                h = bf.stats["content_hash"]
                 if nm in in_this:
                     other, other_h = in_this[nm]
                     if other_h == h:
@@ -730,7 +733,8 @@ class Index:
         import pyarrow as pa
 
         names = pa.table({"name": [nm for (_, nm), _ in chunk]})
-        paths = pa.table({"source_path": [str(p.resolve()) for (p, _), _ in chunk]})
+        paths = pa.table({"source_path": [got[0].stats["source_path"] if getattr(got[0], "stats", None)
+                                          else str(p.resolve()) for (p, _), got in chunk]})
         with self.catalog.duck() as conn:
             conn.register("gidx_names", names)
             conn.register("gidx_paths", paths)
@@ -858,22 +862,23 @@ class Index:
 
         # 2. the catalog commit makes the records visible
         g = self.genome
+        stats = [bf.stats or bf.record_stats(g.names) for _, bf, _, _ in batch]
         now = _now()
         rec = pa.table({
             "id": pa.array(ids, pa.int32()),
             "name": [nm for nm, _, _, _ in batch],
-            "source_path": [str(bf.path.resolve()) for _, bf, _, _ in batch],
+            "source_path": [st["source_path"] for st in stats],
             "content_hash": [h for _, _, h, _ in batch],
             "genome_id": pa.array([self.genome_id] * len(batch), pa.int32()),
             "n_intervals": pa.array([len(s) for s in sets], pa.int64()),
-            "bp_covered": pa.array([s.bp_covered() for s in sets], pa.int64()),
-            "n_chromosomes": pa.array([len(np.unique(s.chrom)) for s in sets], pa.int32()),
-            "chromosomes": [",".join(g.names[c] for c in np.unique(s.chrom)) for s in sets],
+            "bp_covered": pa.array([st["bp_covered"] for st in stats], pa.int64()),
+            "n_chromosomes": pa.array([st["n_chromosomes"] for st in stats], pa.int32()),
+            "chromosomes": [st["chromosomes"] for st in stats],
             "format": [bf.format for _, bf, _, _ in batch],
             "ingested_at": pa.array([now] * len(batch), pa.timestamp("us")),
             "extra": [json.dumps({"columns": bf.n_columns, "header_lines": bf.header_lines,
-                                  "file_bytes": bf.path.stat().st_size, "skipped_chroms": bf.skipped_chroms})
-                      for _, bf, _, _ in batch],
+                                  "file_bytes": st["file_bytes"], "skipped_chroms": bf.skipped_chroms})
+                      for (_, bf, _, _), st in zip(batch, stats)],
         })
         names = pa.array(g.names)
         iv = pa.table({
