@@ -239,7 +239,7 @@ def _process_parse(files, genome, aliases, skip_unknown_chroms, encoder, workers
     chunks = (items[i : i + per_task] for i in range(0, len(items), per_task))
     # spawn, not fork: this process has DuckDB, LanceDB and BLAS threads
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as procs:
-        for results, _ in _bounded_map(procs, _parse_embed_args, ((c, spec) for c in chunks), ahead=4 * workers):
+        for results, _ in _bounded_map(procs, _parse_embed_args, ((c, spec) for c in chunks), ahead=max(4 * workers, 64)):
             for got, vec in results:
                 if isinstance(got, tuple):
                     _, problems, total, hint = got
@@ -569,8 +569,8 @@ class Index:
         skip_unknown_chroms: bool = False,
         replace: bool = False,
         progress: Progress | None = None,
-        batch_intervals: int = 2_000_000,
-        batch_records: int = 512,
+        batch_intervals: int = 4_000_000,
+        batch_records: int = 2048,
         ray: str | None = None,
     ) -> IngestReport:
         """Add BED files (folders are searched recursively), one record per file.
