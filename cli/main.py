@@ -306,21 +306,43 @@ def seqpare(
 def truth(
     index: IndexOpt = DEFAULT_INDEX,
     top: Annotated[
-        int, typer.Option("--top", help="Keep only each record's K best neighbours (0 = every pair with S > 0).")
+        int, typer.Option("--top", metavar="K",
+                          help="Keep only each record's K best neighbours (0 = every pair with S > 0).")
     ] = 0,
+    candidates: Annotated[
+        Optional[int], typer.Option(
+            "--candidates", metavar="C",
+            help="With --top: exact seqpare against each record's C nearest records by vector cosine (more "
+                 "while they keep entering its top K, up to 4C), and against the others that interval counts "
+                 "cannot rule out when few (default max(K, 50); 0 = against every record).")
+    ] = None,
     quiet: QuietOpt = False,
     ray: RayOpt = None,
 ) -> None:
     """Compute exact seqpare ground truth into the catalog table `seqpare` (incremental, resumable).
 
+    With --top K, each record is compared with its vector candidates (--candidates) and
+    keeps its K best; its top K is *certified* (seqpare_progress.certified) when interval
+    counts prove that no other record can enter it, else it is the exact top K of the
+    records searched. A changed --top or --candidates starts over.
+
     With --ray, shards of records are searched on Ray workers (they must see the index
     folder at the same path); this process still writes every row, as without Ray."""
+    from gidx.errors import GidxError
+
+    if candidates is not None and not top:
+        raise GidxError("--candidates C needs --top K")
     idx = open_index(index)
     with Bar("truth", quiet) as bar:
-        rep = idx.truth(top_k=top, progress=bar, ray=ray)
+        rep = idx.truth(top_k=top, progress=bar, ray=ray, candidates=candidates)
     if not quiet:
         _err(f"Compared {rep.queries} record(s) ({rep.up_to_date} already up to date); "
              f"{rep.pairs:,} pairs stored in {rep.seconds:.2f} s")
+        if top and rep.queries:
+            how = (f"{rep.candidates} vector candidates each, {rep.searched:,} exact searches"
+                   if rep.candidates else "every record searched")
+            _err(f"Top {top}: {rep.certified} record(s) certified exact, {rep.uncertified} uncertified "
+                 f"(the top K of the records searched; {how})")
 
 
 @app.command()

@@ -33,8 +33,8 @@ from typing import Iterator
 
 from .errors import IndexLockedError, IndexStateError
 
-SCHEMA_HEAD = "0004"  # tests check this equals the Alembic head
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
+SCHEMA_HEAD = "0005"  # tests check this equals the Alembic head
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 LOCK_TIMEOUT = float(os.environ.get("GIDX_LOCK_TIMEOUT", "30"))
 
 

@@ -255,34 +255,39 @@ def _overlap(seg_dir: str, live: np.ndarray):
     return _OPEN[key]
 
 
-def _truth_shard(seg_dir: str, live: np.ndarray, queries: list[tuple[int, object, int]], top_k: int,
+def _truth_shard(seg_dir: str, live: np.ndarray, tasks: list, top_k: int, bounds, cap: int,
                  crash_marker: str | None) -> tuple[list, dict]:
-    """Worker: seqpare searches of a shard's ``(query record id, IntervalSet, covered_upto)``
-    against the overlap segments of the shared index folder (read-only)."""
-    from .truth import search_one
+    """Worker: the seqpare searches of a shard's query records (:class:`gidx.truth.QueryTask`:
+    intervals, covered_upto, vector candidates found by the driver, stored rows) against
+    the overlap segments of the shared index folder (read-only)."""
+    from .truth import run_task
 
     _maybe_crash(crash_marker)
     t0 = time.perf_counter()
     ov = _overlap(seg_dir, live)
     t1 = time.perf_counter()
-    out = [(q, search_one(ov, iset, covered, live, top_k)) for q, iset, covered in queries]
-    return out, {"kind": "truth", "queries": len(queries), "open_s": t1 - t0, "search_s": time.perf_counter() - t1,
+    out = [run_task(ov, task, live, top_k, bounds, cap) for task in tasks]
+    return out, {"kind": "truth", "queries": len(tasks), "open_s": t1 - t0, "search_s": time.perf_counter() - t1,
                  "task_s": time.perf_counter() - t0, "node": _node(), "pid": os.getpid()}
 
 
-def truth_results(address: str, index_path: Path, live: np.ndarray, shards: Iterable[list[tuple[int, object, int]]],
-                  top_k: int, *, in_flight: int | None = None) -> Iterator[list]:
-    """Per shard (in order): ``[(query record id, SearchResult)]``, computed on Ray workers.
-    ``shards`` is consumed lazily (the driver reads each shard's intervals from the catalog
-    only when it is submitted)."""
+def truth_results(address: str, index_path: Path, live: np.ndarray, shards: Iterable[list], top_k: int, *,
+                  bounds=None, cap: int = 0, in_flight: int | None = None) -> Iterator[list]:
+    """Per shard (in order): ``[(query record id, SearchResult, certified, searched)]``
+    (:func:`gidx.truth.run_task`), computed on Ray workers. ``shards``: lists of
+    :class:`gidx.truth.QueryTask`, consumed lazily (the driver reads each chunk's
+    intervals from the catalog and finds its vector candidates only when it is
+    submitted). ``bounds``: the :class:`gidx.truth.RecordBounds` of the run (put in the
+    object store once)."""
     ray = connect(address)
     LAST_TIMINGS.clear()
     remote = _remote(ray, _truth_shard)
     live_ref = ray.put(np.asarray(live, dtype=np.int64))
+    bounds_ref = ray.put(bounds)
     seg_dir = os.path.abspath(Path(index_path) / "segments")
     marker = os.environ.get(CRASH_ONCE_ENV) or None
 
-    args = ((seg_dir, live_ref, shard, top_k, marker) for shard in shards)
+    args = ((seg_dir, live_ref, shard, top_k, bounds_ref, cap, marker) for shard in shards)
     for results, timing in _ordered(ray, remote, args, in_flight or 2 * _cpus(ray)):
         LAST_TIMINGS.append(timing)
         yield results

@@ -748,7 +748,8 @@ class Index:
     def maintain(self, repair: bool = False) -> None:
         """Keep the derived stores in shape after records came or went: merge overlap
         segments as :meth:`OverlapIndex.plan_compaction` says (bounded work and
-        memory, whatever the index size) and fold vector-mirror segments.
+        memory, whatever the index size), and let :meth:`VectorStore.maintain` keep each
+        vector table (mirror, fragments, ANN index) as its policy says.
         ``repair``: also rewrite every segment that holds rows of records that no
         longer exist (``gidx check --repair``)."""
         from .seqpare import DEAD_FRACTION, OverlapIndex
@@ -766,8 +767,8 @@ class Index:
             for group in groups:
                 OverlapIndex.compact(seg_dir, live, segments=group, index=opened)
             del opened
-        for table in self.vectors.mirror.tables():
-            self.vectors.mirror.compact(table, live)
+        for table in self.vectors.tables():  # mirrors, LanceDB fragments, the ANN index
+            self.vectors.maintain(table, live)
 
     def overlap(self, live: set[int] | None = None):
         """The exact-seqpare overlap structure over the live records (``live``: record
@@ -798,12 +799,16 @@ class Index:
             cached = self._overlap = (key, ov)
         return cached[1]
 
-    def truth(self, top_k: int = 0, progress: Progress | None = None, ray: str | None = None):
+    def truth(self, top_k: int = 0, progress: Progress | None = None, ray: str | None = None,
+              candidates: int | None = None):
         """Compute exact seqpare ground truth into the catalog (incremental, resumable).
+        ``top_k``: keep each record's K best (0: every pair with S > 0); ``candidates``:
+        with ``top_k``, how many vector candidates each record's exact search starts from
+        (None: the default for K; 0: search every record; see :mod:`gidx.truth`).
         ``ray``: the searches run on Ray workers (``"auto"`` or a cluster address)."""
         from .truth import compute_truth
 
-        return compute_truth(self, top_k=top_k, progress=progress, ray=ray)
+        return compute_truth(self, top_k=top_k, progress=progress, ray=ray, candidates=candidates)
 
     def _reserve_ids(self, n: int) -> list[int]:
         from sqlalchemy import text

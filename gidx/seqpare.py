@@ -79,6 +79,7 @@ into one segment, writing it before deleting the old ones.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import shutil
 import threading
@@ -107,6 +108,7 @@ _FORMAT_VERSION = 1
 MAX_SEGMENT_INTERVALS = 4_000_000  # ~200 MB of arrays: a merge never writes a bigger segment
 MERGE_FACTOR = 4
 DEAD_FRACTION = 0.25
+SWEEP_INLINE = 200_000  # sweep steps below which a segment's sweep is not split over threads
 # Array files of a segment: record layout (target order, records contiguous) and
 # class layout (chromosome, length class, start).
 _SEGMENT_ARRAYS = (
@@ -319,15 +321,27 @@ class _Segment:
         return sum(getattr(self, k).nbytes for k in _SEGMENT_ARRAYS)
 
     @contextmanager
-    def scratch(self):
+    def scratch(self, release: bool = False):
         """One (held_j, held_p) pair for one search; returned to the pool only after a
-        search that finished (and so left held_j all zero)."""
+        search that finished (and so left held_j all zero).
+
+        The arrays live in anonymous memory maps, whose pages exist only where a search
+        touched them. ``release=True`` (searches restricted to a few records) hands the
+        touched pages back to the system after the search (madvise DONTNEED: they read
+        as zeros again), so such a search costs the pages of its candidates' intervals,
+        and a `gidx truth --top` pass that touches every record over time does not keep
+        8 bytes per interval of the index resident (~1 GB at 10^8 intervals)."""
         with self._lock:
             held = self._scratch.pop() if self._scratch else None
         if held is None:
-            n = len(self.chrom)
-            held = (np.zeros(n, np.float32), np.zeros(n, np.int32))
-        yield held
+            n = max(1, len(self.chrom))
+            maps = (mmap.mmap(-1, 4 * n), mmap.mmap(-1, 4 * n))
+            held = (np.frombuffer(maps[0], np.float32, len(self.chrom)),
+                    np.frombuffer(maps[1], np.int32, len(self.chrom)), maps)
+        yield held[:2]
+        if release and hasattr(mmap, "MADV_DONTNEED"):
+            for m in held[2]:
+                m.madvise(mmap.MADV_DONTNEED)
         with self._lock:
             self._scratch.append(held)
 
@@ -682,9 +696,11 @@ class OverlapIndex:
                 # class join: a few steps per (query interval, length class)
                 sweep_cost = float(seg.n_t[recs].sum()) + len(recs) * q.n
                 method = "sweep" if sweep_cost < 2.0 * q.n * seg.blocks_per_chrom else "class"
-        with seg.scratch() as (held_j, held_p):
+        with seg.scratch(release=restricted) as (held_j, held_p):
             if method == "sweep":
-                groups = _split_even(seg.n_t[recs] + q.n, self.threads)
+                work = seg.n_t[recs] + q.n
+                # a small sweep runs in this thread: handing it to the pool costs more
+                groups = _split_even(work, self.threads if int(work.sum()) > SWEEP_INLINE else 1)
                 parts = self._map(
                     lambda g: _sweep_worker(recs[g], seg.rec_offsets, seg.chrom, seg.start, seg.end,
                                             q.start, q.end, q.run_lo, q.run_hi, q.run_maxlen, held_j, held_p),

@@ -5,39 +5,100 @@ The catalog is the source of truth for which records exist: vectors are
 written *before* the catalog commit that makes a record visible, so a crash
 leaves at most orphan rows, which searches ignore (they are filtered against
 the catalog's record ids) and :meth:`VectorStore.prune` deletes.
-Brute-force cosine search while a table is small; an ANN index (IVF-PQ with
-refine) once it has enough rows to be worth it.
 
-Every row added is also written to a *mirror* (``vectors.mirror/<table>/``):
-immutable segments of (record ids, unit-length float32 rows) in ``.npy`` files,
-memory-mapped by searches. Importing LanceDB costs ~0.9 s, twice the whole
-budget of a one-shot ``gidx query``; a brute-force product over a memory-mapped
-matrix needs numpy only and is faster than LanceDB's flat scan at every size
-that fits the matrix budget. LanceDB stays the vector store (ANN indexes,
-object storage, Ray Data); the mirror is derived from it: a (table, record id)
-row never changes (ids are never reused, a table belongs to one encoder), so
-segments are written beside LanceDB's rows, before the catalog commit, and a
-search that finds a live record missing from the mirror reads the table from
+**Storage: float16.** A new table stores unit rows as ``fixed_size_list<halffloat>``
+(3 KB per 1536-d sketch row instead of 6 KB); tables written by older versions stay
+float32 and keep working as before. Measured on position-sketch vectors of the scale
+corpus (benchmarks/bench_ann.py): float16 brute force vs float32 brute force,
+recall@20 = recall@200 = 0.9997 (10^5 rows, 200 held-out queries); scores move by
+~1e-5 (the stored row's own query scores 1 - O(1e-7): rows are renormalised in
+float32 after the cast).
+
+**Small tables: brute force over the mirror.** Every row added is also written to a
+*mirror* (``vectors.mirror/<table>/``): immutable segments of (record ids, rows, in the
+table's dtype) in ``.npy`` files. Importing LanceDB costs ~1 s, twice the whole budget
+of a one-shot ``gidx query``; a product over the mirror needs numpy only. A process
+converts a float16 mirror once to a float32 unit matrix in memory (a 65536-entry
+lookup table in 256-row blocks: ~2.4 us per 1536-d row, twice numpy's cast) and
+keeps it while the segments do not change. The mirror is derived from LanceDB: a
+(table, record id) row never changes (ids are never reused, a table belongs to one
+encoder), so segments are written beside LanceDB's rows, before the catalog commit,
+and a search that finds a live record missing from the mirror reads the table from
 LanceDB and writes what was missing.
+
+**Big tables: LanceDB's IVF_RQ index** (RaBitQ, 1 bit per dimension, ~210 B per row;
+refine_factor 1 re-ranks the index's candidates with the stored float16 rows).
+:meth:`VectorStore.maintain` (after every ingest and rm) is the policy:
+
+* below ``ANN_MIN_ROWS`` rows: fold mirror segments (``VectorMirror.compact``) and
+  compact LanceDB fragments + drop old versions when there are many small fragments;
+* at ``ANN_MIN_ROWS``: build the index (and a BTREE index on ``record_id`` for
+  :meth:`VectorStore.cosine` and id-range prefilters), record the row count it was
+  trained on (``vectors.mirror/<table>.ann.json``) and drop the mirror (searches go to
+  LanceDB from then on; disk is the float16 table + the index);
+* afterwards, each call: rows added since the last call are *unindexed* (LanceDB
+  scans them flat, ~4.5 us per float16 row per query, so they are folded in at once):
+  ``optimize()`` appends them to the index as a delta (no retraining) and compacts
+  fragments; the index is **rebuilt** from scratch when the table has grown
+  ``ANN_RETRAIN_GROWTH``-fold since training (partitions trained on half the data
+  no longer fit it) or when optimize has stacked ``ANN_MAX_DELTAS`` delta indexes
+  (each one is searched separately);
+* every optimize drops versions older than ``CLEANUP_GRACE`` (a reader holds a
+  version for the milliseconds of one search; files of younger versions wait for
+  the next call), so disk stays at the live data.
+
+Measured numbers (2-core shared box; benchmarks/bench_ann.py; see RESULTS): filled in
+by the lead from the benchmark's table.
+
+Search parameters: the index is asked for at least ``ANN_MIN_LIMIT`` rows (plus
+slack for orphans), refined with the stored vectors, then filtered by the live ids
+and cut to the limit: recall@20 against float32 brute force >= 0.98 needs a
+candidate list of ~100 (limit 20 asked as is: 0.90-0.96).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
 import time
 import uuid
+import warnings
 from datetime import timedelta
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-ANN_MIN_ROWS = 50_000
-MATRIX_CACHE_FLOATS = 256 * 2**20  # 1 GiB of float32: bigger tables stay in LanceDB
+ANN_MIN_ROWS = 20_000  # build the ANN index from this many rows (see bench_ann.py)
+ANN_RETRAIN_GROWTH = 2.0  # rebuild when the table has grown this much since training
+ANN_MAX_DELTAS = 8  # ... or when optimize() has stacked this many delta indexes
+ANN_NUM_BITS = 1  # IVF_RQ bits per dimension
+ANN_MAX_ITERATIONS = 20  # IVF k-means iterations
+ANN_MIN_LIMIT = 100  # rows asked of the index per query, at least
+ANN_REFINE = 1  # refine_factor: re-rank the index's candidates with the stored rows
+ANN_NPROBES: int | None = None  # None: LanceDB's default (20)
+ANN_PARTITION_ROWS: int | None = None  # rows per IVF partition at build; None: LanceDB's default
+INDEX_NAME = "vector_idx"
+CLEANUP_GRACE = timedelta(0)  # versions older than this are deleted by maintain (readers retry once)
+SEARCH_MANY_BRUTE_ROWS: int | None = None  # None: search_many's cost model; N: brute force up to N rows
+# search_many's cost model (seconds; 2-core box, bench_ann.py): brute force costs per call
+# rows x (read + convert, once per call) and rows x queries x (product + top-k); the
+# index costs per query about the same at any size.
+_BRUTE_ROW_S = 1.5e-5
+_BRUTE_ROW_QUERY_S = 5.5e-8
+_ANN_QUERY_S = 8e-3
+MATRIX_CACHE_FLOATS = 256 * 2**20  # mirror cap (1 GiB as float32 in memory): bigger tables stay in LanceDB
+STORE_DTYPE = np.float16  # rows of new tables
 MIRROR = "vectors.mirror"
 _SEG = "seg-"
 _MAX_SEGMENTS = 8
+_MAX_SMALL_FRAGMENTS = 8  # small tables: compact LanceDB fragments beyond this many
+_ORPHAN_SLACK = 16
+_BLOCK = 256  # float16 -> float32 conversion block (rows)
+_RBLOCK = 16384  # search_many: rows per block
+_QBLOCK = 1024  # search_many: queries per matrix product
 
 
 class _file_lock:
@@ -61,10 +122,43 @@ class _file_lock:
         os.close(self.fd)
 
 
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    mat = np.ascontiguousarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(mat, axis=1)
-    return mat / np.where(norms > 0, norms, 1.0)[:, None].astype(np.float32)
+_LUT: np.ndarray | None = None
+
+
+def _as_f32(rows, out: np.ndarray | None = None) -> np.ndarray:
+    """A float32 copy (float16 rows through a lookup table in cache-sized blocks: the
+    conversion is exact either way, and ~2x faster than numpy's cast here); ``out``: a
+    buffer to fill (float16 input only)."""
+    global _LUT
+    rows = np.asarray(rows)
+    if rows.dtype != np.float16:
+        return np.ascontiguousarray(rows, dtype=np.float32)
+    if _LUT is None:
+        _LUT = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+    rows = np.ascontiguousarray(rows)
+    if rows.ndim == 1:
+        return np.take(_LUT, rows.view(np.uint16))
+    out = np.empty(rows.shape, np.float32) if out is None else out[: len(rows)]
+    for s in range(0, len(rows), _BLOCK):
+        np.take(_LUT, rows[s: s + _BLOCK].view(np.uint16), out=out[s: s + _BLOCK])
+    return out
+
+
+def _unit_rows(vectors: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """float32 rows scaled to unit length (zero rows stay zero); ``out``: a buffer to
+    fill (float16 input only: saves the page faults of a fresh array per block)."""
+    mat = _as_f32(vectors, out)
+    norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))  # no (n, d) temporary, unlike linalg.norm
+    scale = np.where(norms > 0, norms, 1.0)[:, None].astype(np.float32)
+    if np.asarray(vectors).dtype == np.float16:  # mat is a fresh copy
+        mat /= scale
+        return mat
+    return mat / scale
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / (np.linalg.norm(v) or 1.0)
 
 
 def _save(path: Path, arr: np.ndarray) -> None:
@@ -74,17 +168,74 @@ def _save(path: Path, arr: np.ndarray) -> None:
         os.fsync(f.fileno())
 
 
+def _best_first(ids: np.ndarray, sims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of (m, k) ``ids``/``sims`` ordered by similarity, ties by record id."""
+    o = np.argsort(ids, axis=1, kind="stable")
+    ids, sims = np.take_along_axis(ids, o, 1), np.take_along_axis(sims, o, 1)
+    o = np.argsort(-sims, axis=1, kind="stable")
+    return np.take_along_axis(ids, o, 1), np.take_along_axis(sims, o, 1)
+
+
+class _TopK:
+    """Running top ``k`` per query over blocks of scored rows."""
+
+    def __init__(self, m: int, k: int):
+        self.k = k
+        self.sims = np.full((m, 0), -np.inf, np.float32)
+        self.ids = np.zeros((m, 0), np.int64)
+
+    def push(self, ids: np.ndarray, sims: np.ndarray) -> None:
+        """``ids`` (n,) for all queries, ``sims`` (m, n); -inf marks rows to skip. Only
+        entries at or above a query's current k-th best are merged (after the first
+        blocks, few are)."""
+        m, k = sims.shape[0], self.k
+        if self.sims.shape[1] >= k:
+            hit = sims >= self.sims.min(axis=1)[:, None]
+        else:
+            hit = np.isfinite(sims)
+        r, c = np.nonzero(hit)  # row-major: r ascending
+        if not len(r):
+            return
+        counts = np.bincount(r, minlength=m)
+        w = int(counts.max())
+        col = np.arange(len(r)) - np.repeat(np.cumsum(counts) - counts, counts)
+        add_s = np.full((m, w), -np.inf, np.float32)
+        add_i = np.full((m, w), -1, np.int64)
+        add_s[r, col] = sims[r, c]
+        add_i[r, col] = ids[c]
+        cat_s = np.concatenate([self.sims, add_s], axis=1)
+        cat_i = np.concatenate([self.ids, add_i], axis=1)
+        if cat_s.shape[1] > k:
+            p = np.argpartition(-cat_s, k - 1, axis=1)[:, :k]
+            cat_s, cat_i = np.take_along_axis(cat_s, p, 1), np.take_along_axis(cat_i, p, 1)
+        self.sims, self.ids = cat_s, cat_i
+
+    def result(self, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids (m, limit) padded with -1, sims (m, limit) float64 padded with -inf), best first."""
+        ids, sims = _best_first(self.ids, self.sims.astype(np.float64))
+        ids = np.where(np.isfinite(sims), ids, -1)
+        m = ids.shape[0]
+        out_i = np.full((m, limit), -1, np.int64)
+        out_s = np.full((m, limit), -np.inf)
+        n = min(limit, ids.shape[1])
+        out_i[:, :n], out_s[:, :n] = ids[:, :n], sims[:, :n]
+        np.clip(out_s, -1.0, 1.0, out=out_s, where=np.isfinite(out_s))
+        return out_i, out_s
+
+
 class VectorMirror:
     """Memory-mapped copies of one store's rows, per table (see the module docstring).
 
-    A segment is ``seg-<time>-<uuid>.vec.npy`` (rows) + ``.ids.npy`` (record ids),
-    the ids file written last under a temporary name and renamed: a segment without
-    it is unfinished and ignored. For an id in several segments the newest wins.
+    A segment is ``seg-<time>-<uuid>.vec.npy`` (rows: float16 as stored in LanceDB, or
+    float32 unit rows for tables of older versions) + ``.ids.npy`` (record ids), the ids
+    file written last under a temporary name and renamed: a segment without it is
+    unfinished and ignored. For an id in several segments the newest wins.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._cache: dict[str, tuple] = {}  # table -> (segment names, ids, rows, sorted ids, order)
+        self._cache: dict[str, tuple] = {}  # table -> (segment names, ids, raw rows, sorted ids, order)
+        self._units: dict[str, tuple] = {}  # table -> (segment names, float32 unit rows)
         self._lock = threading.Lock()
 
     def _dir(self, table: str) -> Path:
@@ -102,8 +253,11 @@ class VectorMirror:
         return sum(np.load(d / f"{n}.ids.npy", mmap_mode="r").shape[0] for n in self._segments(table))
 
     def write(self, table: str, record_ids: np.ndarray, vectors: np.ndarray) -> None:
+        """A new segment. float16 rows are stored as given (the bits LanceDB holds);
+        anything else as float32 unit rows."""
         if not len(record_ids):
             return
+        vectors = np.asarray(vectors)
         if (self.n_rows(table) + len(record_ids)) * vectors.shape[1] > MATRIX_CACHE_FLOATS:
             # too big for a matrix in memory: searches go to LanceDB (its ANN index)
             self.drop(table)
@@ -111,24 +265,27 @@ class VectorMirror:
         d = self._dir(table)
         d.mkdir(parents=True, exist_ok=True)
         name = f"{_SEG}{time.time_ns():020d}-{uuid.uuid4().hex}"
-        _save(d / f"{name}.vec.npy", _unit_rows(vectors))
+        rows = np.ascontiguousarray(vectors) if vectors.dtype == np.float16 else _unit_rows(vectors)
+        _save(d / f"{name}.vec.npy", rows)
         tmp = d / f".tmp-{name}.ids.npy"
         _save(tmp, np.asarray(record_ids, dtype=np.int64))
         os.rename(tmp, d / f"{name}.ids.npy")
 
-    def load(self, table: str):
-        """(ids, unit rows, ids sorted, their row order) of every segment, newest row per id."""
+    def _entry(self, table: str) -> tuple:
+        """(segment names, ids, raw rows, ids sorted, their row order), newest row per id."""
         names = self._segments(table)
         cached = self._cache.get(table)
         if cached is not None and cached[0] == names:
-            return cached[1:]
+            return cached
         d = self._dir(table)
         parts = []
         for n in names:
             try:
                 parts.append((np.load(d / f"{n}.ids.npy"), np.load(d / f"{n}.vec.npy", mmap_mode="r")))
             except FileNotFoundError:  # compacted meanwhile: its replacement is listed next time
-                return self._reload(table)
+                self._cache.pop(table, None)
+                time.sleep(0.01)
+                return self._entry(table)
         if len(parts) == 1:
             ids, rows = parts[0]
         elif parts:
@@ -143,19 +300,34 @@ class VectorMirror:
         if len(keep) != len(ids):
             ids, rows = ids[keep], np.asarray(rows[keep])
         order = np.argsort(ids, kind="stable")
-        out = (ids, rows, ids[order], order)
+        out = (names, ids, rows, ids[order], order)
         with self._lock:
-            self._cache[table] = (names, *out)
+            self._cache[table] = out
         return out
 
-    def _reload(self, table: str):
-        self._cache.pop(table, None)
-        time.sleep(0.01)
-        return self.load(table)
+    def dtype(self, table: str):
+        """The rows' dtype (None without segments)."""
+        rows = self._entry(table)[2]
+        return rows.dtype if rows.size else None
+
+    def load(self, table: str):
+        """(ids, float32 unit rows, ids sorted, their row order) of every segment, newest
+        row per id. float16 segments are converted once per process and kept in memory
+        while the segments stay the same (small tables only: see ``write``)."""
+        names, ids, rows, sorted_ids, order = self._entry(table)
+        if rows.dtype == np.float16:
+            cached = self._units.get(table)
+            if cached is not None and cached[0] == names:
+                rows = cached[1]
+            else:
+                rows = _unit_rows(rows)
+                with self._lock:
+                    self._units[table] = (names, rows)
+        return ids, rows, sorted_ids, order
 
     def rows_of(self, table: str, record_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions of ``record_ids`` among the mirror's rows, and a mask of those found."""
-        ids, _, sorted_ids, order = self.load(table)
+        _, ids, _, sorted_ids, order = self._entry(table)
         record_ids = np.asarray(record_ids, dtype=np.int64)
         if not len(ids):
             return np.zeros(len(record_ids), np.int64), np.zeros(len(record_ids), bool)
@@ -168,7 +340,7 @@ class VectorMirror:
         names = self._segments(table)
         if len(names) <= _MAX_SEGMENTS:
             return
-        ids, rows, _, _ = self.load(table)
+        _, ids, rows, _, _ = self._entry(table)
         keep = np.isin(ids, live)
         self.write(table, ids[keep], rows[keep])
         for n in names:
@@ -177,6 +349,7 @@ class VectorMirror:
 
     def drop(self, table: str) -> None:
         self._cache.pop(table, None)
+        self._units.pop(table, None)
         shutil.rmtree(self._dir(table), ignore_errors=True)
 
     def tables(self) -> list[str]:
@@ -189,10 +362,14 @@ class VectorStore:
         self.mirror = VectorMirror(self.path.with_name(MIRROR))
         self._db = None
         self._live: dict[str, tuple] = {}  # table -> (mirror segments, live ids, mask of live mirror rows)
+        self._handles: dict[str, object] = {}  # table -> open LanceDB table
 
     @property
     def db(self):
         if self._db is None:
+            # lance logs warnings (e.g. "partition index is 5 but the number of partitions
+            # is 4, skip loading it" while an index is rebuilt) to stderr: errors only
+            os.environ.setdefault("LANCEDB_LOG", "error")
             import lancedb
 
             # read_consistency_interval=0: always see other processes' latest writes
@@ -200,30 +377,85 @@ class VectorStore:
         return self._db
 
     def _table(self, name: str):
+        """The open table (handles are kept: with read_consistency_interval=0 every read
+        still sees the latest version), or None."""
+        t = self._handles.get(name)
+        if t is not None:
+            return t
         try:
-            return self.db.open_table(name)
+            t = self.db.open_table(name)
         except (ValueError, FileNotFoundError):
             return None
+        self._handles[name] = t
+        return t
 
-    def add(self, table: str, record_ids: np.ndarray, vectors: np.ndarray) -> None:
-        import pyarrow as pa
-
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        data = pa.table({
-            "record_id": pa.array(np.asarray(record_ids, dtype=np.int64)),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
-        })
-        self.mirror.write(table, record_ids, vectors)
+    def _read(self, table: str, fn):
+        """``fn(table handle)``, once more on a fresh handle if it fails (a concurrent
+        maintain may have deleted the files of the version it was reading)."""
         t = self._table(table)
         if t is None:
+            return None
+        try:
+            return fn(t)
+        except Exception:
+            self._handles.pop(table, None)
+            t = self._table(table)
+            if t is None:
+                raise
+            return fn(t)
+
+    @staticmethod
+    def _dtype(t):
+        """numpy dtype of a table's vector column."""
+        import pyarrow as pa
+
+        return np.float16 if t.schema.field("vector").type.value_type == pa.float16() else np.float32
+
+    @staticmethod
+    def _ann(t):
+        """The table's vector index (an IndexConfig) or None."""
+        for cfg in t.list_indices():
+            if "vector" in cfg.columns:
+                return cfg
+        return None
+
+    def _meta_path(self, table: str) -> Path:
+        return self.mirror.path / f"{table}.ann.json"
+
+    def add(self, table: str, record_ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Store rows (unit-normalised float16 in new tables, as given in float32 tables of
+        older versions) and, while the table has no ANN index, their mirror segment."""
+        import pyarrow as pa
+
+        record_ids = np.asarray(record_ids, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+
+        def data(dtype):
+            rows = _unit_rows(vectors).astype(np.float16) if dtype == np.float16 else vectors
+            return rows, pa.table({
+                "record_id": pa.array(record_ids),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), vectors.shape[1]),
+            })
+
+        t = self._table(table)
+        if t is None:
+            rows, tbl = data(STORE_DTYPE)
+            self.mirror.write(table, record_ids, rows)
             # two processes creating one table at once can both "succeed", the second
             # manifest replacing the first and its rows: create under a file lock
             with _file_lock(self.path.with_name(self.path.name + ".create-lock")):
                 t = self._table(table)
                 if t is None:
-                    self.db.create_table(table, data)
+                    self.db.create_table(table, tbl)
                     return
-        t.add(data)
+            if self._dtype(t) != STORE_DTYPE:  # another process created it otherwise
+                rows, tbl = data(self._dtype(t))
+            t.add(tbl)
+            return
+        rows, tbl = data(self._dtype(t))
+        if self._ann(t) is None:
+            self.mirror.write(table, record_ids, rows)
+        t.add(tbl)
 
     def delete(self, table: str, record_ids) -> None:
         t = self._table(table)
@@ -232,19 +464,46 @@ class VectorStore:
             t.delete(f"record_id IN ({', '.join(map(str, ids))})")
 
     def record_ids(self, table: str) -> np.ndarray:
-        t = self._table(table)
-        if t is None:
-            return np.zeros(0, dtype=np.int64)
-        return t.to_arrow().column("record_id").to_numpy()
+        got = self._read(table, lambda t: t.search().select(["record_id"]).limit(None).to_arrow())
+        return np.zeros(0, dtype=np.int64) if got is None else got.column("record_id").to_numpy()
 
     def vectors(self, table: str) -> tuple[np.ndarray, np.ndarray]:
-        t = self._table(table)
-        if t is None:
+        """Every stored row at once, in the table's dtype (float16 or float32): small tables
+        only; :meth:`iter_blocks` streams."""
+        at = self._read(table, lambda t: t.to_arrow())
+        if at is None:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-        at = t.to_arrow()
         vec = at.column("vector").combine_chunks()
         dim = vec.type.list_size
         return at.column("record_id").to_numpy(), vec.values.to_numpy().reshape(-1, dim)
+
+    def iter_blocks(self, table: str, rows: int = 65536,
+                    reuse: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every stored row in blocks of at most ``rows``: (record ids int64, float32 unit
+        rows). From the mirror when the table has one (its rows: what this store wrote,
+        newest per id; rows of deleted records may be among them: filter by the live ids)
+        while it holds every row of a table without ANN index, else streamed from LanceDB
+        (never the whole table in memory). ``reuse``: LanceDB blocks are converted into one
+        buffer, each valid until the next is asked for."""
+        t = self._table(table)
+        if t is None:
+            return
+        if self.mirror._segments(table) and self._ann(t) is None:
+            _, found = self.mirror.rows_of(table, self.record_ids(table))
+            if found.all():
+                ids, unit, _, _ = self.mirror.load(table)
+                for s in range(0, len(ids), rows):
+                    yield ids[s: s + rows], unit[s: s + rows]
+                return
+        buf = None
+        for batch in t.search().select(["record_id", "vector"]).limit(None).to_batches(rows):
+            if not batch.num_rows:
+                continue
+            vec = batch.column("vector")
+            mat = vec.values.to_numpy(zero_copy_only=False).reshape(-1, vec.type.list_size)
+            if reuse and mat.dtype == np.float16 and (buf is None or len(buf) < len(mat)):
+                buf = np.empty((max(rows, len(mat)), mat.shape[1]), np.float32)
+            yield batch.column("record_id").to_numpy(), _unit_rows(mat, buf if reuse else None)
 
     def _mirror_rows(self, table: str, live: np.ndarray, dim: int):
         """The mirror's (ids, unit rows, mask of rows whose record is live), completed
@@ -260,7 +519,7 @@ class VectorStore:
             t = self._table(table)
             if t is None:
                 return None
-            if t.list_indices() or t.count_rows() * dim > MATRIX_CACHE_FLOATS:
+            if self._ann(t) is not None or t.count_rows() * dim > MATRIX_CACHE_FLOATS:
                 return None
             all_ids, vecs = self.vectors(table)
             missing = ~np.isin(all_ids, ids)
@@ -282,33 +541,34 @@ class VectorStore:
             return self._lance_cosine(table, record_ids, vector, out)
         _, rows, _ = got
         pos, found = self.mirror.rows_of(table, record_ids)
-        v = np.asarray(vector, dtype=np.float32)
-        v = v / (np.linalg.norm(v) or 1.0)
-        out[found] = np.clip(rows[pos[found]] @ v, -1.0, 1.0)
+        out[found] = np.clip(rows[pos[found]] @ _unit(vector), -1.0, 1.0)
         return out
 
     def _lance_cosine(self, table, record_ids, vector, out):
-        t = self._table(table)
-        if t is None:
-            return out
-        got = t.search().where(f"record_id IN ({', '.join(str(int(i)) for i in record_ids)})").limit(
-            len(record_ids) * 2).to_arrow()
-        vec = got.column("vector").combine_chunks()
-        mat = vec.values.to_numpy().reshape(-1, vec.type.list_size)
-        pos = {int(r): j for j, r in enumerate(got.column("record_id").to_numpy())}
-        v = np.asarray(vector, dtype=np.float64)
-        for i, r in enumerate(record_ids):
-            if int(r) in pos:
-                m = mat[pos[int(r)]]
-                out[i] = float(m @ v / (np.linalg.norm(m) * np.linalg.norm(v) or 1.0))
+        v = _unit(vector)
+        pos: dict[int, np.ndarray] = {}
+        uniq = np.unique(record_ids)
+        for s in range(0, len(uniq), 1000):
+            part = uniq[s: s + 1000]
+            got = self._read(table, lambda t: t.search().where(
+                f"record_id IN ({', '.join(str(int(i)) for i in part)})").select(
+                ["record_id", "vector"]).limit(len(part) * 2).to_arrow())
+            if got is None:
+                return out
+            vec = got.column("vector").combine_chunks()
+            mat = _unit_rows(vec.values.to_numpy(zero_copy_only=False).reshape(-1, vec.type.list_size))
+            pos.update(zip(got.column("record_id").to_numpy().tolist(), mat))
+        for i, r in enumerate(record_ids.tolist()):
+            if r in pos:
+                out[i] = float(np.clip(pos[r] @ v, -1.0, 1.0))
         return out
 
     def search(self, table: str, vector: np.ndarray, limit: int, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top ``limit`` live rows by cosine similarity: (record_ids, similarities), best
         first, ties by record id. ``live``: the catalog's record ids, sorted.
 
-        Brute force over the memory-mapped mirror (numpy only); tables too big for
-        it, or with an ANN index, are searched by LanceDB.
+        Brute force over the mirror's matrix (numpy only) while the table is small;
+        tables with an ANN index (or too big for the matrix) are searched by LanceDB.
         """
         live = np.asarray(live, dtype=np.int64)
         if limit <= 0 or not len(live):
@@ -319,8 +579,9 @@ class VectorStore:
         ids, rows, mask = got
         if not len(ids):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        v = np.asarray(vector, dtype=np.float32)
-        sims = rows @ (v / (np.linalg.norm(v) or 1.0))
+        # one query: einsum's single-threaded loop; a BLAS gemv spreads over both cores and
+        # waits on the busy one (3-5x slower p95 on a loaded 2-core box)
+        sims = np.einsum("ij,j->i", rows, _unit(vector))
         sims = np.where(mask, sims, -np.inf)
         k = min(limit, int(mask.sum()))
         top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.flatnonzero(mask)
@@ -328,17 +589,194 @@ class VectorStore:
         return ids[top], np.clip(sims[top].astype(np.float64), -1.0, 1.0)
 
     def _lance_search(self, table, vector, limit, live):
+        got = self._read(table, lambda t: self._lance_topk(t, np.asarray(vector, np.float32)[None, :], limit, live))
+        if got is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        ids, sims = got
+        ok = ids[0] >= 0
+        return ids[0][ok], sims[0][ok]
+
+    def _lance_topk(self, t, queries: np.ndarray, limit: int, live: np.ndarray):
+        """Top ``limit`` live rows per query from LanceDB: the ANN index (refined with the
+        stored rows) when there is one, else a flat scan. Asks for a few more than
+        ``limit`` and drops rows of records not in ``live`` (sorted); asks again for 4x
+        as many while a query comes back short and the table has more rows. A ``live``
+        set much smaller than the table is narrowed by an id-range prefilter."""
+        m = len(queries)
+        n = t.count_rows()
+        ann = self._ann(t) is not None
+        live = np.asarray(live, dtype=np.int64)
+        where = None
+        if len(live) and len(live) < n // 2:  # e.g. truth's targets: the ids above a mark
+            where = f"record_id >= {int(live[0])} AND record_id <= {int(live[-1])}"
+        ask = max(limit, ANN_MIN_LIMIT if ann else 0) + _ORPHAN_SLACK
+        top = _TopK(m, limit)
+        while True:
+            q = t.search(queries if m > 1 else queries[0]).distance_type("cosine").limit(ask)
+            if where is not None:
+                q = q.where(where, prefilter=True)
+            if ann:
+                q = q.refine_factor(ANN_REFINE)
+                if ANN_NPROBES:
+                    q = q.nprobes(ANN_NPROBES)
+            res = q.select(["record_id", "_distance"]).to_arrow()
+            ids = res.column("record_id").to_numpy()
+            sims = 1.0 - res.column("_distance").to_numpy().astype(np.float64)
+            qi = res.column("query_index").to_numpy() if m > 1 else np.zeros(len(ids), np.int64)
+            keep = np.isin(ids, live)
+            counts = np.bincount(qi[keep], minlength=m)
+            if counts.min() >= limit or ask >= n:
+                break
+            ask *= 4
+        width = int(counts.max()) if len(counts) else 0
+        grid_i = np.full((m, max(width, 1)), -1, np.int64)
+        grid_s = np.full((m, max(width, 1)), -np.inf)
+        ids, sims, qi = ids[keep], sims[keep], qi[keep]
+        o = np.argsort(qi, kind="stable")
+        ids, sims, qi = ids[o], sims[o], qi[o]
+        col = np.arange(len(qi)) - np.searchsorted(qi, qi)
+        grid_i[qi, col], grid_s[qi, col] = ids, sims
+        top.sims, top.ids = grid_s, grid_i
+        return top.result(limit)
+
+    def search_many(self, table: str, vectors: np.ndarray, limit: int,
+                    live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``limit`` live rows for each of many query vectors ``(m, d)``: (ids (m, limit)
+        int64 padded with -1, sims (m, limit) float64 padded with -inf), best first, ties by
+        record id. Brute force in blocks (a matrix product of the queries against each
+        block of rows, a running top ``limit`` per query: memory follows the block, not
+        the table), unless the table has an ANN index and brute force would cost more
+        per query than the index (``_BRUTE_ROW_S`` ...: the rows are read once per call,
+        so a call with thousands of queries brute-forces tables where one with a few
+        hundred goes to the index); then LanceDB's index, queries in groups of 64."""
+        queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        m = len(queries)
+        live = np.unique(np.asarray(live, dtype=np.int64))
+        if not m or limit <= 0 or not len(live):
+            return _TopK(m, max(limit, 0)).result(max(limit, 0))
+        qn = _unit_rows(queries)
+        tops = [(s, _TopK(len(qn[s: s + _QBLOCK]), limit)) for s in range(0, m, _QBLOCK)]
+        buf = np.empty((min(m, _QBLOCK), _RBLOCK), np.float32)
+
+        def push(ids, rows, mask):
+            for s, top in tops:  # a (queries x rows) product per block of each: bounded memory
+                q = qn[s: s + _QBLOCK]
+                sims = np.matmul(q, rows.T, out=buf[: len(q), : len(rows)])
+                if mask is not None:
+                    sims[:, ~mask] = -np.inf
+                top.push(ids, sims)
+
+        def result():
+            parts = [top.result(limit) for _, top in tops]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+        got = self._mirror_rows(table, live, queries.shape[1])
+        if got is not None:
+            ids, rows, mask = got
+            for s in range(0, len(ids), _RBLOCK):
+                push(ids[s: s + _RBLOCK], rows[s: s + _RBLOCK], None if mask[s: s + _RBLOCK].all()
+                     else mask[s: s + _RBLOCK])
+            return result()
         t = self._table(table)
         if t is None:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        q = t.search(np.asarray(vector, dtype=np.float32)).distance_type("cosine").limit(limit + 16)
-        if t.list_indices():
-            q = q.refine_factor(10)
-        res = q.select(["record_id", "_distance"]).to_arrow()
-        ids = res.column("record_id").to_numpy()
-        sims = np.clip(1.0 - res.column("_distance").to_numpy(), -1.0, 1.0)
-        keep = np.isin(ids, live)
-        return ids[keep][:limit], sims[keep][:limit]
+            return result()
+        if self._ann(t) is not None:
+            n = t.count_rows()
+            brute = n <= SEARCH_MANY_BRUTE_ROWS if SEARCH_MANY_BRUTE_ROWS is not None else \
+                n * (_BRUTE_ROW_S / m + _BRUTE_ROW_QUERY_S) <= _ANN_QUERY_S
+            if not brute:
+                parts = [self._read(table, lambda t: self._lance_topk(t, queries[s: s + 64], limit, live))
+                         for s in range(0, m, 64)]
+                return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        for ids, rows in self.iter_blocks(table, _RBLOCK, reuse=True):
+            mask = np.isin(ids, live)
+            push(ids, rows, None if mask.all() else mask)
+        return result()
+
+    # ---- maintenance ------------------------------------------------------------------
+
+    def maintain(self, table: str, live: np.ndarray | None = None, grace: timedelta = CLEANUP_GRACE) -> dict:
+        """Keep ``table`` in shape after records came or went (see the module docstring):
+        fold mirror segments (dropping rows not in ``live``) and LanceDB fragments while
+        small; build the ANN index at ``ANN_MIN_ROWS``; afterwards fold new rows into it
+        (``optimize``) or rebuild it when the table outgrew its training. Returns what it
+        did: ``{"rows", "actions": [...], "seconds": {action: s}}``."""
+        rep: dict = {"table": table, "rows": 0, "actions": [], "seconds": {}}
+
+        def timed(name, fn, *a, **kw):
+            t0 = time.perf_counter()
+            out = fn(*a, **kw)
+            rep["actions"].append(name)
+            rep["seconds"][name] = round(time.perf_counter() - t0, 3)
+            return out
+
+        with _file_lock(self.path.with_name(self.path.name + ".maintain-lock")):
+            t = self._table(table)
+            if t is None:
+                return rep
+            n = rep["rows"] = t.count_rows()
+            ann = self._ann(t)
+            if ann is None:
+                if live is not None and self.mirror._segments(table):
+                    timed("mirror_compact", self.mirror.compact, table, np.asarray(live, dtype=np.int64))
+                if n < ANN_MIN_ROWS:
+                    frag = t.stats()["fragment_stats"]
+                    if frag["num_small_fragments"] > _MAX_SMALL_FRAGMENTS:
+                        timed("optimize", self._optimize, t, grace)
+                    return rep
+                timed("build", self._build, t, table, n, grace)
+                return rep
+            stats = t.index_stats(ann.name)
+            trained = self._trained_rows(table) or (stats.num_indexed_rows if stats else n)
+            if n >= ANN_RETRAIN_GROWTH * trained or (stats and stats.num_indices > ANN_MAX_DELTAS):
+                timed("rebuild", self._build, t, table, n, grace)
+            elif (stats and stats.num_unindexed_rows > 0) or \
+                    t.stats()["fragment_stats"]["num_small_fragments"] > _MAX_SMALL_FRAGMENTS:
+                timed("optimize", self._optimize, t, grace)
+            if self.mirror._segments(table):  # a writer that raced the build wrote one
+                self.mirror.drop(table)
+            rep["index"] = self.ann_stats(table)
+        return rep
+
+    def _optimize(self, t, grace: timedelta) -> None:
+        """Compact fragments, fold unindexed rows into the indexes (as a delta, no
+        retraining), drop versions older than ``grace``."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # cleanup_older_than=0 warns about concurrent readers
+            t.optimize(cleanup_older_than=grace)
+
+    def _build(self, t, table: str, n: int, grace: timedelta) -> None:
+        import lancedb
+
+        self._optimize(t, grace)  # few big fragments, deletions materialised: what the index covers
+        parts = {"num_partitions": max(1, round(n / ANN_PARTITION_ROWS))} if ANN_PARTITION_ROWS else {}
+        t.create_index("vector", config=lancedb.index.IvfRq(
+            distance_type="cosine", num_bits=ANN_NUM_BITS, max_iterations=ANN_MAX_ITERATIONS, **parts),
+            name=INDEX_NAME, replace=True)
+        if not any("record_id" in c.columns for c in t.list_indices()):
+            t.create_index("record_id", config=lancedb.index.BTree(), replace=True)
+        self.mirror.path.mkdir(parents=True, exist_ok=True)
+        tmp = self._meta_path(table).with_suffix(f".tmp-{uuid.uuid4().hex}")
+        tmp.write_text(json.dumps({"trained_rows": int(n), "built_at": time.time()}))
+        os.replace(tmp, self._meta_path(table))
+        self.mirror.drop(table)
+        self._optimize(t, grace)  # the replaced index's files
+
+    def _trained_rows(self, table: str) -> int | None:
+        try:
+            return int(json.loads(self._meta_path(table).read_text())["trained_rows"])
+        except (FileNotFoundError, ValueError, KeyError):
+            return None
+
+    def ann_stats(self, table: str) -> dict | None:
+        """The ANN index of ``table``: type, indexed / unindexed rows, delta indexes, rows trained on."""
+        t = self._table(table)
+        ann = self._ann(t) if t is not None else None
+        if ann is None:
+            return None
+        s = t.index_stats(ann.name)
+        return {"type": s.index_type, "indexed": s.num_indexed_rows, "unindexed": s.num_unindexed_rows,
+                "indices": s.num_indices, "trained_rows": self._trained_rows(table)}
 
     def prune(self, table: str, live: set[int]) -> int:
         """Delete rows whose record is not in the catalog; returns how many."""
@@ -353,20 +791,12 @@ class VectorStore:
         u, c = np.unique(ids, return_counts=True)
         return [int(i) for i in u[c > 1]]
 
-    def maybe_index(self, table: str) -> bool:
-        """Build an IVF-PQ index once the table is big enough (IVF-PQ under 256 rows indexes nothing)."""
-        t = self._table(table)
-        if t is None or t.count_rows() < ANN_MIN_ROWS or t.list_indices():
-            return False
-        import lancedb
-
-        t.create_index("vector", config=lancedb.index.IvfPq(distance_type="cosine"))
-        return True
-
     def drop(self, table: str) -> None:
         self.mirror.drop(table)
+        self._meta_path(table).unlink(missing_ok=True)
         if self._table(table) is not None:
             self.db.drop_table(table)
+        self._handles.pop(table, None)
 
     def tables(self) -> list[str]:
         if not self.path.exists():
