@@ -167,6 +167,34 @@ class ParseSpec:
     crash_marker: str | None = None
 
 
+def parse_spec(genome: "Genome", aliases: dict, skip_unknown_chroms: bool, encoder,
+               crash_marker: str | None = None) -> ParseSpec:
+    """The ParseSpec of an ingest: the genome without its cache folder, and the encoder
+    only when it is the numpy-only position sketch (a trained model stays with the driver)."""
+    from .sketch import PositionSketch
+
+    return ParseSpec(genome=dataclasses.replace(genome, cache_dir=None), aliases=dict(aliases),
+                     skip_unknown_chroms=skip_unknown_chroms,
+                     encoder=encoder if isinstance(encoder, PositionSketch) else None,
+                     crash_marker=crash_marker)
+
+
+def files_for_workers(files: list[tuple[Path, str]], per_task: int) -> list[list[tuple[str, str]]]:
+    """``(absolute path, path as given)`` of ``files``, in tasks of ``per_task``."""
+    items = [(os.path.abspath(f), str(f)) for f, _ in files]
+    return [items[i : i + per_task] for i in range(0, len(items), per_task)]
+
+
+def unpack_parsed(results: list) -> Iterator[tuple[object, np.ndarray | None]]:
+    """A worker's ``_parse_embed`` results as ``(BedFile or InputError, vector or None)``."""
+    for got, vec in results:
+        if isinstance(got, tuple):
+            _, problems, total, hint = got
+            yield InputError(problems, total, hint), None
+        else:
+            yield got, vec
+
+
 def _parse_embed(files: list[tuple[str, str]], spec: ParseSpec) -> tuple[list, dict]:
     """Worker: parse (and embed) ``(absolute path, path as the user gave it)`` files.
     Returns one ``(BedFile, vector or None)`` or ``(("error", problems, total, hint), None)``
@@ -210,30 +238,18 @@ def ingest_results(address: str, files: list[tuple[Path, str]], genome: "Genome"
     """``(BedFile or InputError, vector or None)`` per file of ``files``, in order, parsed
     (and embedded, for a position sketch) on Ray workers. A vector of None: the driver
     embeds (a trained model's encoder stays on the driver, which loaded it)."""
-    from .sketch import PositionSketch
-
     ray = connect(address)
     LAST_TIMINGS.clear()
     if not files:
         return
     cpus = _cpus(ray)
-    spec = ParseSpec(genome=dataclasses.replace(genome, cache_dir=None), aliases=dict(aliases),
-                     skip_unknown_chroms=skip_unknown_chroms,
-                     encoder=encoder if isinstance(encoder, PositionSketch) else None,
-                     crash_marker=os.environ.get(CRASH_ONCE_ENV) or None)
-    spec_ref = ray.put(spec)
-    per = files_per_task or max(1, min(32, math.ceil(len(files) / (4 * cpus))))
-    items = [(os.path.abspath(f), str(f)) for f, _ in files]
-    chunks = [items[i : i + per] for i in range(0, len(items), per)]
+    spec_ref = ray.put(parse_spec(genome, aliases, skip_unknown_chroms, encoder,
+                                  crash_marker=os.environ.get(CRASH_ONCE_ENV) or None))
+    chunks = files_for_workers(files, files_per_task or max(1, min(32, math.ceil(len(files) / (4 * cpus)))))
     remote = _remote(ray, _parse_embed)
     for results, timing in _ordered(ray, remote, [(c, spec_ref) for c in chunks], in_flight or 2 * cpus):
         LAST_TIMINGS.append(timing)
-        for got, vec in results:
-            if isinstance(got, tuple):
-                _, problems, total, hint = got
-                yield InputError(problems, total, hint), None
-            else:
-                yield got, vec
+        yield from unpack_parsed(results)
 
 
 # ---- truth -------------------------------------------------------------------------

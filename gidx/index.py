@@ -227,25 +227,18 @@ def _process_parse(files, genome, aliases, skip_unknown_chroms, encoder, workers
     """``(BedFile or InputError, vector or None, None)`` per file, in order, parsed (and
     sketched) by ``workers`` spawned processes, a bounded number of tasks in flight.
     The same worker function as ``--ray`` (:func:`gidx.distributed._parse_embed`)."""
-    import dataclasses
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from .distributed import ParseSpec, _parse_embed
+    from .distributed import files_for_workers, parse_spec, unpack_parsed
 
-    spec = ParseSpec(genome=dataclasses.replace(genome, cache_dir=None), aliases=dict(aliases),
-                     skip_unknown_chroms=skip_unknown_chroms, encoder=encoder)
-    items = [(os.path.abspath(f), str(f)) for f, _ in files]
-    chunks = (items[i : i + per_task] for i in range(0, len(items), per_task))
+    spec = parse_spec(genome, aliases, skip_unknown_chroms, encoder)
+    tasks = ((c, spec) for c in files_for_workers(files, per_task))
     # spawn, not fork: this process has DuckDB, LanceDB and BLAS threads
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as procs:
-        for results, _ in _bounded_map(procs, _parse_embed_args, ((c, spec) for c in chunks), ahead=max(4 * workers, 64)):
-            for got, vec in results:
-                if isinstance(got, tuple):
-                    _, problems, total, hint = got
-                    yield InputError(problems, total, hint), None, None
-                else:
-                    yield got, vec, None
+        for results, _ in _bounded_map(procs, _parse_embed_args, tasks, ahead=max(4 * workers, 64)):
+            for got, vec in unpack_parsed(results):
+                yield got, vec, None
 
 
 def _parse_embed_args(args):
@@ -652,8 +645,7 @@ class Index:
         if procs:
             # many files: parse and sketch them in worker processes (parsing holds the
             # GIL for much of its time, so threads would queue on it behind the commits)
-            parsed = _process_parse(files, genome, aliases, skip_unknown_chroms, encoder if sketch_here else None,
-                                    procs)
+            parsed = _process_parse(files, genome, aliases, skip_unknown_chroms, encoder, procs)
         elif ray is None:
             # parse the next files while this one is embedded and stored (decompression,
             # pyarrow's CSV reader and numpy release the GIL); a bounded window ahead, so
@@ -700,7 +692,7 @@ class Index:
                     reject(path, f"record {nm!r} is already indexed with different intervals; "
                                  "rerun with --replace to swap in this version (or pick another name with --name)")
                     continue
-                same_file = by_file.get((str(path.resolve()), h))
+                same_file = by_file.get((bf.stats["source_path"], h))
                 if old is None and name is None and same_file is not None:
                     report.skipped.append((str(path), f"already indexed as {same_file!r} (same file, same intervals)"))
                     continue

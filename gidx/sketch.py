@@ -99,10 +99,13 @@ class PositionSketch:
         for level, res in enumerate(self.resolutions):
             v = np.zeros(self.dims)
             _sketch.sketch_level(chrom, start, end, res, self.dims, self._salt(level), lengths, v)
-            n = np.linalg.norm(v)
-            blocks.append(v / n if n > 0 else v)
-        vec = np.concatenate(blocks) / np.sqrt(len(self.resolutions))
-        return vec.astype(np.float32)
+            blocks.append(v)
+        return self._combine(blocks)
+
+    def _combine(self, blocks: list[np.ndarray]) -> np.ndarray:
+        """Each resolution's bucket sums L2-normalised, concatenated, scaled to unit norm."""
+        unit = [v / n if (n := np.linalg.norm(v)) > 0 else v for v in blocks]
+        return (np.concatenate(unit) / np.sqrt(len(self.resolutions))).astype(np.float32)
 
     def _salt(self, level: int) -> int:
         return int(np.uint64((self.seed * 1_000_003 + level + 1) * 0x9E3779B1))
@@ -116,11 +119,8 @@ class PositionSketch:
             h = splitmix64(keys ^ np.uint64(self._salt(level)))
             bucket = (h % np.uint64(self.dims)).astype(np.int64)
             sign = np.where(h >> np.uint64(63), -1.0, 1.0)
-            v = np.bincount(bucket, weights=sign * mass, minlength=self.dims)
-            n = np.linalg.norm(v)
-            blocks.append(v / n if n > 0 else v)
-        vec = np.concatenate(blocks) / np.sqrt(len(self.resolutions))
-        return vec.astype(np.float32)
+            blocks.append(np.bincount(bucket, weights=sign * mass, minlength=self.dims))
+        return self._combine(blocks)
 
     @staticmethod
     def _bin_masses(s: IntervalSet, res: int, chrom_lengths: np.ndarray | None):
