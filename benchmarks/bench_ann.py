@@ -1,7 +1,10 @@
 """Vector-stage benchmark (issue 13): the ANN index against brute force, without a gidx ingest.
 
-    nice -n 5 .venv/bin/python benchmarks/bench_ann.py --sizes 10000 100000 [--median 1000]
-        [--queries 200] [--ingest 10000] [--work /work/scale/ann] [--json out.json]
+    nice -n 5 .venv/bin/python benchmarks/bench_ann.py --sizes 10000 30000 100000 \
+        --brute 10000 20000 30000 50000 [--median 1000] [--queries 200] [--ingest 10000] \
+        [--many 256 2048] [--fresh 5000] [--nprobes 4 ...] [--work /work/scale/ann] [--json out.json]
+    nice -n 5 .venv/bin/python benchmarks/bench_ann.py --sizes 100000 1000000 --median 300 \
+        --ingest 100000 --nprobes 32 48        # 10^6: smaller records (7 min to generate)
 
 Vectors: position-sketch embeddings (``PositionSketch()``, dim 1536) of families of
 perturbed subsets of the real hg19 files in tests/data (the generator of
@@ -16,14 +19,20 @@ Per size N: the rows go through ``VectorStore.add`` in batches of 256 into a fre
 under ``--work``, with ``VectorStore.maintain`` after every ``--ingest`` rows (as
 ``Index.maintain`` runs after each ingest); then
 
+* ``--brute``: in-process brute force over the mirror (no index) at those sizes, and the
+  one-shot cost of loading + converting the float16 mirror (where ANN_MIN_ROWS comes from),
 * maintain: seconds of each call that did something (ANN build / optimize / retrain),
 * recall@20 and @200 of ``VectorStore.search`` (limit 20 = ``--no-rerank``, limit 200
   = the re-ranked default) against float32 brute force over the cached vectors,
   and the same for the float16 brute force (what the store holds),
 * vector-stage latency in process, p50/p95 over the queries (after one warm-up pass),
+  in a fresh process, once per ``--nprobes`` value besides the module's default,
 * bytes on disk per record: the LanceDB folder and the mirror folder,
-* ``search_many`` throughput (queries/s at limit 200, 256 queries per call),
-* peak RSS of the process (``ru_maxrss``).
+* ``search_many`` throughput (queries/s at limit 200, ``--many`` queries per call: the
+  held-out queries then stored rows), by its own choice, brute force, and the index,
+* fresh rows: latency with ``--fresh`` rows added after the last maintain, and after it,
+* peak RSS (VmHWM) of the query process, and of the benchmark process (it maps the cached
+  vectors: not a store figure).
 """
 
 from __future__ import annotations

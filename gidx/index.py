@@ -708,7 +708,7 @@ class Index:
                     flush()
                     batches += 1
                     if batches % MAINTAIN_EVERY == 0:  # a long ingest keeps few overlap segments
-                        self.maintain()
+                        self.maintain(final=False)
         flush()
         pool.shutdown()
         if progress:
@@ -737,13 +737,14 @@ class Index:
                 "where source_path in (select source_path from gidx_paths)").fetchall()}
         return by_name, by_file
 
-    def maintain(self, repair: bool = False) -> None:
+    def maintain(self, repair: bool = False, final: bool = True) -> None:
         """Keep the derived stores in shape after records came or went: merge overlap
         segments as :meth:`OverlapIndex.plan_compaction` says (bounded work and
         memory, whatever the index size), and let :meth:`VectorStore.maintain` keep each
         vector table (mirror, fragments, ANN index) as its policy says.
         ``repair``: also rewrite every segment that holds rows of records that no
-        longer exist (``gidx check --repair``)."""
+        longer exist (``gidx check --repair``). ``final=False`` in the middle of a long
+        ingest: the ANN index folds new rows in only once they are a fair share of it."""
         from .seqpare import DEAD_FRACTION, OverlapIndex
 
         seg_dir = self.path / SEGMENTS
@@ -760,7 +761,7 @@ class Index:
                 OverlapIndex.compact(seg_dir, live, segments=group, index=opened)
             del opened
         for table in self.vectors.tables():  # mirrors, LanceDB fragments, the ANN index
-            self.vectors.maintain(table, live)
+            self.vectors.maintain(table, live, final=final)
 
     def overlap(self, live: set[int] | None = None):
         """The exact-seqpare overlap structure over the live records (``live``: record

@@ -6,54 +6,79 @@ written *before* the catalog commit that makes a record visible, so a crash
 leaves at most orphan rows, which searches ignore (they are filtered against
 the catalog's record ids) and :meth:`VectorStore.prune` deletes.
 
-**Storage: float16.** A new table stores unit rows as ``fixed_size_list<halffloat>``
-(3 KB per 1536-d sketch row instead of 6 KB); tables written by older versions stay
-float32 and keep working as before. Measured on position-sketch vectors of the scale
-corpus (benchmarks/bench_ann.py): float16 brute force vs float32 brute force,
-recall@20 = recall@200 = 0.9997 (10^5 rows, 200 held-out queries); scores move by
-~1e-5 (the stored row's own query scores 1 - O(1e-7): rows are renormalised in
-float32 after the cast).
+Numbers below: benchmarks/bench_ann.py on the shared 2-core box (load 1-5 from other
+work), position-sketch vectors (1536-d) of the scale corpus' families, 200 held-out
+queries, recall@20 against float32 brute force over the same vectors.
+
+**Storage: float16.** New tables store unit rows as ``fixed_size_list<halffloat>``
+(3 KB per sketch row instead of 6 KB); tables written by older versions stay float32
+and work as before. Cost, float16 vs float32 brute force: recall@20 0.9997 (10^4 rows),
+0.998-0.999 (10^5, 10^6); scores move by ~1e-5 (a stored row scores 1 - O(1e-7)
+against itself: rows are renormalised in float32 after the cast). Disk per record:
+6.15 KB below ``ANN_MIN_ROWS`` (LanceDB + mirror), 3.3-3.5 KB above (LanceDB + index;
+the mirror is gone).
 
 **Small tables: brute force over the mirror.** Every row added is also written to a
 *mirror* (``vectors.mirror/<table>/``): immutable segments of (record ids, rows, in the
 table's dtype) in ``.npy`` files. Importing LanceDB costs ~1 s, twice the whole budget
 of a one-shot ``gidx query``; a product over the mirror needs numpy only. A process
 converts a float16 mirror once to a float32 unit matrix in memory (a 65536-entry
-lookup table in 256-row blocks: ~2.4 us per 1536-d row, twice numpy's cast) and
-keeps it while the segments do not change. The mirror is derived from LanceDB: a
-(table, record id) row never changes (ids are never reused, a table belongs to one
-encoder), so segments are written beside LanceDB's rows, before the catalog commit,
-and a search that finds a live record missing from the mirror reads the table from
-LanceDB and writes what was missing.
+lookup table in 256-row blocks, ~2.4 us per row, twice numpy's cast; load + convert
+130-210 ms at 10^4-3*10^4 rows) and keeps it while the segments do not change; one
+query is then an einsum (single-threaded: a BLAS gemv spread over both cores waits on
+the busy one): p50 / p95 3.4 / 3.6 ms at 10^4 rows, 6.4 / 6.6 at 2*10^4, 9.6 / 9.8 at
+3*10^4, 15.9 / 16.1 at 5*10^4. The mirror is derived from LanceDB: a (table, record id)
+row never changes (ids are never reused, a table belongs to one encoder), so segments
+are written beside LanceDB's rows, before the catalog commit, and a search that finds a
+live record missing from the mirror reads the table from LanceDB and writes what was
+missing.
 
-**Big tables: LanceDB's IVF_RQ index** (RaBitQ, 1 bit per dimension, ~210 B per row;
-refine_factor 1 re-ranks the index's candidates with the stored float16 rows).
-:meth:`VectorStore.maintain` (after every ingest and rm) is the policy:
+**Big tables: LanceDB's IVF_RQ index** (RaBitQ, 1 bit per dimension, ~210 B per row),
+from ``ANN_MIN_ROWS`` = 30,000 rows: where brute force stops meeting p95 <= 10 ms, and
+below which the index is no faster (LanceDB's floor per query here is 5-10 ms: a flat
+search of 100 rows costs 4.7 / 7.3 ms). Measured against the alternatives at 10^5 rows
+(recall@20, p50 / p95 ms, limit 200): IVF_PQ (float16 column: 29 min to build; float32:
+~2 min) 0.98-0.99 with refine_factor 2-5 at 17-30 / 21-44 ms; IVF_HNSW_SQ <= 0.95 even
+with refine; IVF_FLAT 0.999 at 158 ms (float16 distances are slow); IVF_SQ 1.0 with
+refine 2 at 20 / 44 ms; IVF_RQ with refine_factor 1 (the index's candidates re-ranked
+with the stored rows): 0.998-1.0 at 10-11 / 15-16 ms, built in 2-20 s. Queries ask the
+index for at least ``ANN_MIN_LIMIT`` = 100 rows (limit 20 asked as is: 0.90-0.96) plus
+slack for orphans, probe *every* partition (``ANN_NPROBES``; the weak neighbours at
+ranks 10-20 of this data, cosine 0.2-0.4 amid a crowd of near ties, sit in other
+partitions than the query's family: at 10^6 rows probing 32 / 48 / all of them gives
+recall@20 0.953 / 0.970 / 0.999), refine, drop non-live ids and cut to the limit.
+Results, recall@20 (limit 200 / limit 20) and p50 / p95 ms (limit 200; limit 20):
+10^5 rows 1.000 / 0.998, 11.9 / 18.1; 10.0 / 15.8; 10^6 rows 0.999 / 0.998, 30.5 / 33.9;
+29.1 / 36.9 (load 2-3). Recall >= 0.98 is met; **p95 <= 10 ms is not** with LanceDB on
+this box (its per-query floor is most of it at 10^5; scanning every 1-bit code at 10^6).
 
-* below ``ANN_MIN_ROWS`` rows: fold mirror segments (``VectorMirror.compact``) and
-  compact LanceDB fragments + drop old versions when there are many small fragments;
-* at ``ANN_MIN_ROWS``: build the index (and a BTREE index on ``record_id`` for
-  :meth:`VectorStore.cosine` and id-range prefilters), record the row count it was
-  trained on (``vectors.mirror/<table>.ann.json``) and drop the mirror (searches go to
-  LanceDB from then on; disk is the float16 table + the index);
-* afterwards, each call: rows added since the last call are *unindexed* (LanceDB
-  scans them flat, ~4.5 us per float16 row per query, so they are folded in at once):
-  ``optimize()`` appends them to the index as a delta (no retraining) and compacts
-  fragments; the index is **rebuilt** from scratch when the table has grown
-  ``ANN_RETRAIN_GROWTH``-fold since training (partitions trained on half the data
-  no longer fit it) or when optimize has stacked ``ANN_MAX_DELTAS`` delta indexes
-  (each one is searched separately);
-* every optimize drops versions older than ``CLEANUP_GRACE`` (a reader holds a
-  version for the milliseconds of one search; files of younger versions wait for
-  the next call), so disk stays at the live data.
+:meth:`VectorStore.maintain` (after every ingest and rm, and in the middle of long
+ingests) is the policy:
 
-Measured numbers (2-core shared box; benchmarks/bench_ann.py; see RESULTS): filled in
-by the lead from the benchmark's table.
-
-Search parameters: the index is asked for at least ``ANN_MIN_LIMIT`` rows (plus
-slack for orphans), refined with the stored vectors, then filtered by the live ids
-and cut to the limit: recall@20 against float32 brute force >= 0.98 needs a
-candidate list of ~100 (limit 20 asked as is: 0.90-0.96).
+* below ``ANN_MIN_ROWS``: fold mirror segments (``VectorMirror.compact``) and compact
+  LanceDB fragments + drop old versions when there are many small fragments;
+* at ``ANN_MIN_ROWS``: build the index (``ANN_PARTITION_ROWS`` rows per partition, at
+  most ``ANN_MAX_PARTITIONS``: k-means costs partitions x rows, quadratic with
+  LanceDB's default: 20 / 54 / 189 / 629 s at 1 / 2 / 4 / 8 * 10^5 rows; capped at 64:
+  45 / 106 / 268 s at 2 / 4 / 8 * 10^5, 111 s at 10^6 on a quiet box) and a BTREE
+  index on ``record_id`` (for :meth:`cosine` and id-range prefilters), record the rows
+  it was trained on (``vectors.mirror/<table>.ann.json``) and drop the mirror;
+* afterwards rows added are *unindexed*: LanceDB scans them flat, ~4.5 us per float16
+  row per query (5,000 of them: p50 / p95 31-38 / 44-52 ms, 14-23 / 22-34 after the
+  fold), so ``optimize()`` folds them into the index (no retraining: it assigns them to
+  the trained partitions and splits partitions that grew) - all of them when the call
+  is ``final`` (end of an ingest / rm), only once they reach ``ANN_FOLD_FRACTION`` of the
+  indexed rows in the middle of an ingest, because a fold can cost a pass over the
+  table: 0.4-3 s at 10^5 rows; at 5*10^5-10^6, 0.6 s for 5,000 rows on one layout but
+  26-131 s per 50-100k rows and 250-300 s for 4,096 rows into a single 10^6-row fragment
+  (optimize also compacts fragments, rewriting those under LanceDB's 1,048,576-row
+  target, and merges the delta into the index);
+* the index is **rebuilt** when the table has grown ``ANN_RETRAIN_GROWTH`` = 2x since
+  training (k-means partitions of half the data; it also resets the split partitions)
+  or when optimize has stacked ``ANN_MAX_DELTAS`` delta indexes;
+* every optimize drops versions older than ``CLEANUP_GRACE`` (0: disk stays at the live
+  data; a search reading a version whose files just went retries once on a fresh
+  handle).
 """
 
 from __future__ import annotations
@@ -71,15 +96,19 @@ from typing import Iterator
 
 import numpy as np
 
-ANN_MIN_ROWS = 20_000  # build the ANN index from this many rows (see bench_ann.py)
+ANN_MIN_ROWS = 30_000  # build the ANN index from this many rows (see the module docstring)
 ANN_RETRAIN_GROWTH = 2.0  # rebuild when the table has grown this much since training
 ANN_MAX_DELTAS = 8  # ... or when optimize() has stacked this many delta indexes
+ANN_FOLD_FRACTION = 0.1  # maintain(final=False) folds unindexed rows once they are this share
 ANN_NUM_BITS = 1  # IVF_RQ bits per dimension
 ANN_MAX_ITERATIONS = 20  # IVF k-means iterations
 ANN_MIN_LIMIT = 100  # rows asked of the index per query, at least
 ANN_REFINE = 1  # refine_factor: re-rank the index's candidates with the stored rows
-ANN_NPROBES: int | None = None  # None: LanceDB's default (20)
-ANN_PARTITION_ROWS: int | None = None  # rows per IVF partition at build; None: LanceDB's default
+ANN_PARTITION_ROWS = 8192  # IVF partitions at build: rows / this ...
+ANN_MAX_PARTITIONS = 64  # ... at most this many (k-means cost grows with partitions x rows)
+# partitions probed per query: all of them (this data needs them, see above; optimize()
+# splits partitions as rows arrive, so their number is not the one built)
+ANN_NPROBES: int | None = 1 << 16  # None: LanceDB's default (20)
 INDEX_NAME = "vector_idx"
 CLEANUP_GRACE = timedelta(0)  # versions older than this are deleted by maintain (readers retry once)
 SEARCH_MANY_BRUTE_ROWS: int | None = None  # None: search_many's cost model; N: brute force up to N rows
@@ -589,14 +618,16 @@ class VectorStore:
         return ids[top], np.clip(sims[top].astype(np.float64), -1.0, 1.0)
 
     def _lance_search(self, table, vector, limit, live):
-        got = self._read(table, lambda t: self._lance_topk(t, np.asarray(vector, np.float32)[None, :], limit, live))
+        nprobes = self._nprobes(table)
+        got = self._read(table, lambda t: self._lance_topk(t, np.asarray(vector, np.float32)[None, :], limit, live,
+                                                           nprobes))
         if got is None:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         ids, sims = got
         ok = ids[0] >= 0
         return ids[0][ok], sims[0][ok]
 
-    def _lance_topk(self, t, queries: np.ndarray, limit: int, live: np.ndarray):
+    def _lance_topk(self, t, queries: np.ndarray, limit: int, live: np.ndarray, nprobes: int | None = None):
         """Top ``limit`` live rows per query from LanceDB: the ANN index (refined with the
         stored rows) when there is one, else a flat scan. Asks for a few more than
         ``limit`` and drops rows of records not in ``live`` (sorted); asks again for 4x
@@ -617,8 +648,8 @@ class VectorStore:
                 q = q.where(where, prefilter=True)
             if ann:
                 q = q.refine_factor(ANN_REFINE)
-                if ANN_NPROBES:
-                    q = q.nprobes(ANN_NPROBES)
+                if nprobes:
+                    q = q.nprobes(nprobes)
             res = q.select(["record_id", "_distance"]).to_arrow()
             ids = res.column("record_id").to_numpy()
             sims = 1.0 - res.column("_distance").to_numpy().astype(np.float64)
@@ -685,7 +716,8 @@ class VectorStore:
             brute = n <= SEARCH_MANY_BRUTE_ROWS if SEARCH_MANY_BRUTE_ROWS is not None else \
                 n * (_BRUTE_ROW_S / m + _BRUTE_ROW_QUERY_S) <= _ANN_QUERY_S
             if not brute:
-                parts = [self._read(table, lambda t: self._lance_topk(t, queries[s: s + 64], limit, live))
+                npr = self._nprobes(table)
+                parts = [self._read(table, lambda t: self._lance_topk(t, queries[s: s + 64], limit, live, npr))
                          for s in range(0, m, 64)]
                 return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         for ids, rows in self.iter_blocks(table, _RBLOCK, reuse=True):
@@ -695,12 +727,16 @@ class VectorStore:
 
     # ---- maintenance ------------------------------------------------------------------
 
-    def maintain(self, table: str, live: np.ndarray | None = None, grace: timedelta = CLEANUP_GRACE) -> dict:
+    def maintain(self, table: str, live: np.ndarray | None = None, grace: timedelta = CLEANUP_GRACE,
+                 final: bool = True) -> dict:
         """Keep ``table`` in shape after records came or went (see the module docstring):
         fold mirror segments (dropping rows not in ``live``) and LanceDB fragments while
-        small; build the ANN index at ``ANN_MIN_ROWS``; afterwards fold new rows into it
-        (``optimize``) or rebuild it when the table outgrew its training. Returns what it
-        did: ``{"rows", "actions": [...], "seconds": {action: s}}``."""
+        small; build the ANN index at ``ANN_MIN_ROWS``; afterwards rebuild it when the
+        table outgrew its training, else fold unindexed rows into it (``optimize``): all
+        of them when ``final`` (the end of an ingest or rm: searches are fast again), only
+        once they are ``ANN_FOLD_FRACTION`` of the indexed rows otherwise (maintenance in
+        the middle of a long ingest: a fold costs a pass over the whole table). Returns
+        what it did: ``{"rows", "actions": [...], "seconds": {action: s}}``."""
         rep: dict = {"table": table, "rows": 0, "actions": [], "seconds": {}}
 
         def timed(name, fn, *a, **kw):
@@ -720,18 +756,17 @@ class VectorStore:
                 if live is not None and self.mirror._segments(table):
                     timed("mirror_compact", self.mirror.compact, table, np.asarray(live, dtype=np.int64))
                 if n < ANN_MIN_ROWS:
-                    frag = t.stats()["fragment_stats"]
-                    if frag["num_small_fragments"] > _MAX_SMALL_FRAGMENTS:
+                    if t.stats()["fragment_stats"]["num_small_fragments"] > _MAX_SMALL_FRAGMENTS:
                         timed("optimize", self._optimize, t, grace)
                     return rep
                 timed("build", self._build, t, table, n, grace)
                 return rep
             stats = t.index_stats(ann.name)
             trained = self._trained_rows(table) or (stats.num_indexed_rows if stats else n)
+            unindexed = stats.num_unindexed_rows if stats else 0
             if n >= ANN_RETRAIN_GROWTH * trained or (stats and stats.num_indices > ANN_MAX_DELTAS):
                 timed("rebuild", self._build, t, table, n, grace)
-            elif (stats and stats.num_unindexed_rows > 0) or \
-                    t.stats()["fragment_stats"]["num_small_fragments"] > _MAX_SMALL_FRAGMENTS:
+            elif unindexed and (final or unindexed >= ANN_FOLD_FRACTION * max(1, n - unindexed)):
                 timed("optimize", self._optimize, t, grace)
             if self.mirror._segments(table):  # a writer that raced the build wrote one
                 self.mirror.drop(table)
@@ -748,25 +783,34 @@ class VectorStore:
     def _build(self, t, table: str, n: int, grace: timedelta) -> None:
         import lancedb
 
-        self._optimize(t, grace)  # few big fragments, deletions materialised: what the index covers
-        parts = {"num_partitions": max(1, round(n / ANN_PARTITION_ROWS))} if ANN_PARTITION_ROWS else {}
+        if self._ann(t) is None:  # first build: few big fragments, deletions materialised
+            self._optimize(t, grace)  # (a rebuild skips this: it would first merge into the old index)
+        parts = int(min(ANN_MAX_PARTITIONS, max(1, round(n / ANN_PARTITION_ROWS))))
         t.create_index("vector", config=lancedb.index.IvfRq(
-            distance_type="cosine", num_bits=ANN_NUM_BITS, max_iterations=ANN_MAX_ITERATIONS, **parts),
-            name=INDEX_NAME, replace=True)
+            distance_type="cosine", num_bits=ANN_NUM_BITS, max_iterations=ANN_MAX_ITERATIONS,
+            num_partitions=parts), name=INDEX_NAME, replace=True)
         if not any("record_id" in c.columns for c in t.list_indices()):
             t.create_index("record_id", config=lancedb.index.BTree(), replace=True)
         self.mirror.path.mkdir(parents=True, exist_ok=True)
         tmp = self._meta_path(table).with_suffix(f".tmp-{uuid.uuid4().hex}")
-        tmp.write_text(json.dumps({"trained_rows": int(n), "built_at": time.time()}))
+        tmp.write_text(json.dumps({"trained_rows": int(n), "partitions": parts, "built_at": time.time()}))
         os.replace(tmp, self._meta_path(table))
         self.mirror.drop(table)
         self._optimize(t, grace)  # the replaced index's files
 
-    def _trained_rows(self, table: str) -> int | None:
+    def _meta(self, table: str) -> dict:
+        """What the last build recorded (``trained_rows``, ``partitions``), or {}."""
         try:
-            return int(json.loads(self._meta_path(table).read_text())["trained_rows"])
-        except (FileNotFoundError, ValueError, KeyError):
-            return None
+            return json.loads(self._meta_path(table).read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _trained_rows(self, table: str) -> int | None:
+        got = self._meta(table).get("trained_rows")
+        return int(got) if got is not None else None
+
+    def _nprobes(self, table: str) -> int | None:
+        return ANN_NPROBES
 
     def ann_stats(self, table: str) -> dict | None:
         """The ANN index of ``table``: type, indexed / unindexed rows, delta indexes, rows trained on."""
@@ -775,8 +819,10 @@ class VectorStore:
         if ann is None:
             return None
         s = t.index_stats(ann.name)
+        meta = self._meta(table)
         return {"type": s.index_type, "indexed": s.num_indexed_rows, "unindexed": s.num_unindexed_rows,
-                "indices": s.num_indices, "trained_rows": self._trained_rows(table)}
+                "indices": s.num_indices, "trained_rows": meta.get("trained_rows"),
+                "partitions": meta.get("partitions"), "nprobes": self._nprobes(table)}
 
     def prune(self, table: str, live: set[int]) -> int:
         """Delete rows whose record is not in the catalog; returns how many."""

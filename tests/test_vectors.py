@@ -189,6 +189,9 @@ def test_maintain_builds_and_keeps_the_ann_index(tmp_path, data, monkeypatch):
         got, sims = vs.search("t", fresh[j], 5, live2)
         assert got[0] == fids[j] and sims[0] == pytest.approx(1.0, abs=1e-3)
     assert vs.ann_stats("t")["unindexed"] == len(fresh)
+    # in the middle of an ingest 200 new rows (< ANN_FOLD_FRACTION of the table) wait ...
+    assert vs.maintain("t", live2, grace=ZERO, final=False)["actions"] == []
+    # ... at its end they are folded into the index
     rep = vs.maintain("t", live2, grace=ZERO)
     assert rep["actions"] == ["optimize"] and vs.ann_stats("t")["unindexed"] == 0
     assert vs.search("t", fresh[77], 5, live2)[0][0] == fids[77]
