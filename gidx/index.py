@@ -779,11 +779,14 @@ class Index:
         seg_dir = self.path / SEGMENTS
         names = tuple(sorted(n for n in os.listdir(seg_dir) if n.startswith(SEGMENT_PREFIX))) \
             if seg_dir.exists() else ()
-        live = np.unique(live)
-        # a snapshot's generation names its live set; without one, compare the ids
+        # a snapshot's generation names its live set (sorting 10^5 ids per query would
+        # cost more than the re-rank); without one, compare the ids
+        if generation is None:
+            live = np.unique(live)
         key = (names, generation if generation is not None else live.tobytes())
         cached = self._overlap
         if cached is None or cached[0] != key:
+            live = np.unique(live)
             ov = OverlapIndex.open(seg_dir, live, threads=self.search_threads)
             lacking = len(live) - len(ov.record_ids)
             if lacking:  # exact scores would silently miss records: refuse instead
