@@ -93,7 +93,7 @@ def check_index(index: "Index", repair: bool = False, memo_samples: int = 64) ->
                     rep.repaired.append(f"{table}: re-embedded {len(ids)} record(s)")
     if records and active not in index.vectors.tables():
         rep.problems.append(f"active vector table {active} is missing")
-    elif records:
+    elif records and index.vectors.mirror._segments(active):  # (none above ANN_MIN_ROWS: LanceDB serves)
         _check_mirror(index, active, live, rep, repair)
 
     # overlap structure: every record present with its interval count
