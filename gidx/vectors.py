@@ -218,13 +218,28 @@ class _TopK:
         entries at or above a query's current k-th best are merged (after the first
         blocks, few are)."""
         m, k = sims.shape[0], self.k
+        if self.sims.shape[1] < k and sims.shape[1] > k:
+            # nothing to compare with yet (first block): each query's k best of the block,
+            # by one partition instead of scattering the whole block (-inf ones come out
+            # as -1 ids in result(), and never pass the threshold below)
+            p = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            sims, ids = np.take_along_axis(sims, p, 1), ids[p]
+            if self.sims.shape[1]:
+                sims = np.concatenate([self.sims, sims], axis=1)
+                ids = np.concatenate([self.ids, ids], axis=1)
+                p = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+                sims, ids = np.take_along_axis(sims, p, 1), np.take_along_axis(ids, p, 1)
+            self.sims, self.ids = sims, ids
+            return
         if self.sims.shape[1] >= k:
-            hit = sims >= self.sims.min(axis=1)[:, None]
+            # (a -inf k-th best takes every finite entry, never a skipped one)
+            hit = sims >= np.maximum(self.sims.min(axis=1), np.finfo(np.float32).min)[:, None]
         else:
             hit = np.isfinite(sims)
-        r, c = np.nonzero(hit)  # row-major: r ascending
-        if not len(r):
+        flat = np.flatnonzero(hit)  # row-major: r ascending (15x faster than a 2-d nonzero)
+        if not len(flat):
             return
+        r, c = np.divmod(flat, hit.shape[1])
         counts = np.bincount(r, minlength=m)
         w = int(counts.max())
         col = np.arange(len(r)) - np.repeat(np.cumsum(counts) - counts, counts)

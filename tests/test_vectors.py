@@ -134,6 +134,32 @@ def test_iter_blocks_every_row_once(tmp_path, data):
         assert np.abs(unit - u[ids]).max() < 1e-3
 
 
+def test_running_top_k_equals_a_full_sort():
+    """search_many's running top k (first block by one partition, later ones by a
+    threshold) keeps exactly each query's k best finite scores over all blocks, whatever
+    the block sizes (smaller or larger than k) and rows skipped (-inf)."""
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        m, k = int(rng.integers(1, 20)), int(rng.integers(1, 50))
+        top, seen_s, seen_i, base = V._TopK(m, k), [], [], 0
+        for _ in range(int(rng.integers(1, 6))):
+            n = int(rng.integers(1, 150))
+            s = rng.random((m, n)).astype(np.float32)
+            s[rng.random((m, n)) < 0.4] = -np.inf
+            ids = np.arange(base, base + n)
+            base += n
+            top.push(ids, s)
+            seen_s.append(s)
+            seen_i.append(np.broadcast_to(ids, (m, n)))
+        S, ids_all = np.concatenate(seen_s, 1), np.concatenate(seen_i, 1)
+        got_i, got_s = top.result(k)
+        for r in range(m):
+            o = np.argsort(-S[r], kind="stable")[:k]
+            o = o[np.isfinite(S[r][o])]
+            assert got_i[r][got_i[r] >= 0].tolist() == ids_all[r][o].tolist()
+            assert np.allclose(got_s[r][: len(o)], S[r][o])
+
+
 def test_search_many_equals_search_without_index(tmp_path, data):
     rows, queries, _ = data
     rows = rows[:1500]
