@@ -447,6 +447,11 @@ def test_ingest_by_another_process_shows_up(yeast_served, tmp_path):
     assert page["total"] == total + 1 and "fresh_tss" in [r["name"] for r in page["records"]]
     status, row, _ = s.get("/records/fresh_tss")
     assert status == 200 and row["n_intervals"] == len(fresh.read_text().splitlines())
+    # queries rank against a snapshot the server re-reads at most every SNAPSHOT_RECHECK
+    # seconds (and keeps while a writer holds the catalog): the new record is ranked from then on
+    from gidx.index import SNAPSHOT_RECHECK
+
+    time.sleep(SNAPSHOT_RECHECK + 0.2)
     status, body, _ = s.post_file("/query?k=3", fresh.name, fresh.read_bytes())
     assert status == 200, body
     top = body["results"][0]
