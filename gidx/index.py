@@ -783,10 +783,13 @@ class Index:
         # cost more than the re-rank); without one, compare the ids
         if generation is None:
             live = np.unique(live)
-        key = (names, generation if generation is not None else live.tobytes())
+            key = (names, live.tobytes())
+        else:
+            key = (names, generation)
         cached = self._overlap
         if cached is None or cached[0] != key:
-            live = np.unique(live)
+            if generation is not None:
+                live = np.unique(live)
             ov = OverlapIndex.open(seg_dir, live, threads=self.search_threads)
             lacking = len(live) - len(ov.record_ids)
             if lacking:  # exact scores would silently miss records: refuse instead
