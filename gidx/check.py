@@ -93,7 +93,7 @@ def check_index(index: "Index", repair: bool = False, memo_samples: int = 64) ->
                     rep.repaired.append(f"{table}: re-embedded {len(ids)} record(s)")
     if records and active not in index.vectors.tables():
         rep.problems.append(f"active vector table {active} is missing")
-    elif records and index.vectors.mirror._segments(active):  # (none above ANN_MIN_ROWS: LanceDB serves)
+    elif records and index.vectors.mirror._segments(active):
         _check_mirror(index, active, live, rep, repair)
 
     # overlap structure: every record present with its interval count
@@ -141,23 +141,31 @@ def check_index(index: "Index", repair: bool = False, memo_samples: int = 64) ->
 
 
 def _check_mirror(index, table: str, live: set[int], rep, repair: bool) -> None:
-    """The vector mirror (memory-mapped copy the searches read) agrees with LanceDB.
-    Live records missing from it are not a problem (a search copies them over)."""
+    """The vector mirror (memory-mapped copy the searches read) and its codes agree with
+    LanceDB, block by block. Live records missing from it are not a problem (maintain
+    and searches copy them over)."""
     from .vectors import _unit_rows
 
-    ids, vecs = index.vectors.vectors(table)
-    keep = np.isin(ids, np.fromiter(live, np.int64))
-    ids, vecs = ids[keep], vecs[keep]
-    mirror = index.vectors.mirror
-    pos, found = mirror.rows_of(table, ids)
-    rows = mirror.load(table)[1]
-    wrong = ids[found][~np.all(np.abs(rows[pos[found]] - _unit_rows(vecs[found])) <= 1e-6, axis=1)] \
-        if found.any() else ids[:0]
-    rep.checked["vector_mirror"] = int(found.sum())
+    mirror, wrong, checked = index.vectors.mirror, [], 0
+    live_ids = np.fromiter(live, np.int64)
+    for ids, vecs in index.vectors.lance_blocks(table):
+        keep = np.isin(ids, live_ids)
+        ids, vecs = ids[keep], vecs[keep]
+        pos, found = mirror.rows_of(table, ids)
+        if not found.any():
+            continue
+        unit, at = _unit_rows(vecs[found]), pos[found]
+        bad = ~np.all(np.abs(mirror.gather(table, at) - unit) <= 1e-6, axis=1)
+        lo, hi = mirror.codes_at(table, at)
+        want_lo, want_hi = mirror.codes_of(table, unit)
+        bad |= ~(lo == want_lo).all(axis=1) | ~(hi == want_hi).all(axis=1)
+        wrong += ids[found][bad].tolist()
+        checked += int(found.sum())
+    rep.checked["vector_mirror"] = checked
     if len(wrong):
         rep.problems.append(f"{table}: vector mirror differs from LanceDB for {len(wrong)} record(s), "
-                            f"e.g. {wrong[:5].tolist()}")
+                            f"e.g. {wrong[:5]}")
         if repair:  # derived data: rewrite it from LanceDB
             mirror.drop(table)
-            mirror.write(table, ids, vecs)
-            rep.repaired.append(f"{table}: vector mirror rewritten from LanceDB ({len(ids)} rows)")
+            n = index.vectors.fill_mirror(table)
+            rep.repaired.append(f"{table}: vector mirror rewritten from LanceDB ({n} rows)")

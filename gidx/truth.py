@@ -329,19 +329,19 @@ def _query_vectors(index: "Index", table: str, encoder, ids: list[int], sets: di
     """The stored set vectors of records ``ids`` (from the memory-mapped mirror), the
     ones it lacks re-embedded from their intervals (the same vectors)."""
     mirror = index.vectors.mirror
-    ids_arr = np.asarray(ids, np.int64)
-    _, rows, _, _ = mirror.load(table)
-    pos, found = mirror.rows_of(table, ids_arr) if len(rows) else (None, np.zeros(len(ids), bool))
-    dim = rows.shape[1] if len(rows) else None
+    pos, found = mirror.rows_of(table, np.asarray(ids, np.int64))
+    rows = mirror.gather(table, pos[found])
     missing = [i for i, f in zip(ids, found) if not f]
     emb = {}
+    dim = rows.shape[1] if len(rows) else None
     if missing:
         vecs = encoder.embed([sets[i] for i in missing], index.genome.lengths)
         emb = dict(zip(missing, np.asarray(vecs, np.float32)))
         dim = dim or np.asarray(vecs).shape[1]
     out = np.zeros((len(ids), dim), np.float32)
-    for j, f in enumerate(found):
-        out[j] = rows[pos[j]] if f else emb[ids[j]]
+    out[found] = rows
+    for j in np.flatnonzero(~found):
+        out[j] = emb[ids[j]]
     return out
 
 

@@ -15,54 +15,77 @@ queries, recall@20 against float32 brute force over the same vectors.
 and work as before. Cost, float16 vs float32 brute force: recall@20 0.9997 (10^4 rows),
 0.998-0.999 (10^5, 10^6); scores move by ~1e-5 (a stored row scores 1 - O(1e-7)
 against itself: rows are renormalised in float32 after the cast). Disk per record:
-6.15 KB below ``ANN_MIN_ROWS`` (LanceDB + mirror), 3.3-3.5 KB above (LanceDB + index;
-the mirror is gone).
+~6.3 KB (LanceDB + mirror + codes; ~6.5 KB with LanceDB's index above ``ANN_MIN_ROWS``).
 
-**Small tables: brute force over the mirror.** Every row added is also written to a
-*mirror* (``vectors.mirror/<table>/``): immutable segments of (record ids, rows, in the
-table's dtype) in ``.npy`` files. Importing LanceDB costs ~1 s, twice the whole budget
-of a one-shot ``gidx query``; a product over the mirror needs numpy only. A process
-converts a float16 mirror once to a float32 unit matrix in memory (a 65536-entry
-lookup table in 256-row blocks, ~2.4 us per row, twice numpy's cast; load + convert
-130-210 ms at 10^4-3*10^4 rows) and keeps it while the segments do not change; one
+**The mirror.** Every row added is also written to a *mirror* (``vectors.mirror/<table>/``):
+immutable segments of (record ids, rows in the table's dtype, their 1-bit codes) in
+``.npy`` files, memory-mapped by searches. Importing LanceDB costs ~1 s, twice the whole
+budget of a one-shot ``gidx query``; the mirror needs numpy and gidx's kernels only. It
+is derived from LanceDB: a (table, record id) row never changes (ids are never reused,
+a table belongs to one encoder), so segments are written beside LanceDB's rows, before
+the catalog commit; a search that finds a live record missing reads it from LanceDB
+(small tables) or asks LanceDB instead (big ones: ``maintain`` fills the mirror). Disk
+per record: ~6.3 KB (3 KB in LanceDB, 3 KB + 128 B of codes in the mirror).
+
+**Small tables (< ``CODES_MIN_ROWS`` = 20,000 rows): brute force.** A process converts
+a float16 mirror once to a float32 unit matrix in memory (a 65536-entry lookup table in
+256-row blocks, ~2.4 us per row) and keeps it while the segments do not change; one
 query is then an einsum (single-threaded: a BLAS gemv spread over both cores waits on
-the busy one): p50 / p95 3.4 / 3.6 ms at 10^4 rows, 6.4 / 6.6 at 2*10^4, 9.6 / 9.8 at
-3*10^4, 15.9 / 16.1 at 5*10^4. The mirror is derived from LanceDB: a (table, record id)
-row never changes (ids are never reused, a table belongs to one encoder), so segments
-are written beside LanceDB's rows, before the catalog commit, and a search that finds a
-live record missing from the mirror reads the table from LanceDB and writes what was
-missing.
+the busy one): p50 / p95 3.4 / 3.6 ms at 10^4 rows, 6.4 / 6.6 at 2*10^4.
 
-**Big tables: LanceDB's IVF_RQ index** (RaBitQ, 1 bit per dimension, ~210 B per row),
-from ``ANN_MIN_ROWS`` = 30,000 rows: where brute force stops meeting p95 <= 10 ms, and
-below which the index is no faster (LanceDB's floor per query here is 5-10 ms: a flat
-search of 100 rows costs 4.7 / 7.3 ms). Measured against the alternatives at 10^5 rows
+**Big tables: a scan of 1-bit codes, then exact scores.** Each row's code is the sign
+bits of its projection on ``CODE_BITS`` = 1024 fixed +-1 directions (SimHash: the
+Hamming distance of two codes estimates the angle of the rows), stored as two 64-byte
+halves. A query: the Hamming distance of the first half to every live row (AVX-512
+VPOPCNTQ / AVX2 / scalar, ``gidx._codes``; 64 MB at 10^6 rows, ~2 ms), the nearest
+max(``CODE_CANDIDATES_MIN``, 5 x R) by it, of those the R = max(2,000, 20 x limit)
+nearest by the whole code, scored exactly from their float16 rows (F16C). Measured on
+the scale corpus (bench_scale.py, 200 held-out queries; recall@20 against float32 brute
+force of the same rows):
+
+========  ==================  ========================  ==================
+rows      limit 20: recall@20  limit 200: p50 / p95 ms   LanceDB IVF_RQ p95
+========  ==================  ========================  ==================
+10^5      0.99                3-4 / 4-6                 15-18 ms
+10^6      0.98                10-12 / 12-13             34-41 ms
+========  ==================  ========================  ==================
+
+Half-code candidates from 10,000 / 20,000 rows: 0.980 / 0.983 at 10^6; a Gaussian
+projection instead of +-1: the same. Recall@200 of the cosine order is low (0.76 at 10^5:
+the neighbours at ranks 100-300 are a crowd of near-ties), and what it costs the default
+query is measured end to end: recall@20 against exact seqpare after the re-rank of 200,
+0.935 (codes) vs 0.939 (brute-force candidates) at 10^5.
+
+**LanceDB's IVF_RQ index** (RaBitQ, 1 bit per dimension, ~210 B per row) is still built
+from ``ANN_MIN_ROWS`` rows: it answers while the mirror lacks rows of a big table (a
+table of an older version, before ``maintain`` fills its mirror) and LanceDB's own
+readers use it. Measured against the alternatives at 10^5 rows
 (recall@20, p50 / p95 ms, limit 200): IVF_PQ (float16 column: 29 min to build; float32:
 ~2 min) 0.98-0.99 with refine_factor 2-5 at 17-30 / 21-44 ms; IVF_HNSW_SQ <= 0.95 even
 with refine; IVF_FLAT 0.999 at 158 ms (float16 distances are slow); IVF_SQ 1.0 with
 refine 2 at 20 / 44 ms; IVF_RQ with refine_factor 1 (the index's candidates re-ranked
 with the stored rows): 0.998-1.0 at 10-11 / 15-16 ms, built in 2-20 s. Queries ask the
-index for at least ``ANN_MIN_LIMIT`` = 100 rows (limit 20 asked as is: 0.90-0.96) plus
-slack for orphans, probe *every* partition (``ANN_NPROBES``; the weak neighbours at
-ranks 10-20 of this data, cosine 0.2-0.4 amid a crowd of near ties, sit in other
-partitions than the query's family: at 10^6 rows probing 32 / 48 / all of them gives
-recall@20 0.953 / 0.970 / 0.999), refine, drop non-live ids and cut to the limit.
-Results, recall@20 (limit 200 / limit 20) and p50 / p95 ms (limit 200; limit 20):
-10^5 rows 1.000 / 0.998, 11.9 / 18.1; 10.0 / 15.8; 10^6 rows 0.999 / 0.998, 30.5 / 33.9;
-29.1 / 36.9 (load 2-3). Recall >= 0.98 is met; **p95 <= 10 ms is not** with LanceDB on
-this box (its per-query floor is most of it at 10^5; scanning every 1-bit code at 10^6).
+index for at least ``ANN_MIN_LIMIT`` = 100 rows plus slack for orphans, probe *every*
+partition (``ANN_NPROBES``: at 10^6 rows probing 32 / 48 / all of them gives recall@20
+0.953 / 0.970 / 0.999), refine, drop non-live ids and cut to the limit: 10^5 rows
+11.9 / 18.1 ms, 10^6 rows 30.5 / 33.9 ms (limit 200). Its p95 does not reach 10 ms on
+this box (LanceDB's per-query floor is 5-10 ms; at 10^6 it scans every 1-bit code with
+per-partition corrections); the code scan does.
 
 :meth:`VectorStore.maintain` (after every ingest and rm, and in the middle of long
 ingests) is the policy:
 
-* below ``ANN_MIN_ROWS``: fold mirror segments (``VectorMirror.compact``) and compact
-  LanceDB fragments + drop old versions when there are many small fragments;
+* fill the mirror from LanceDB when it lacks live rows; while it has more than
+  ``_MAX_SEGMENTS`` segments merge the smallest (``VectorMirror.compact``: a row is
+  rewritten O(log n) times as a table grows, never the whole table per ingest);
+* below ``ANN_MIN_ROWS``: compact LanceDB fragments + drop old versions when there are
+  many small fragments;
 * at ``ANN_MIN_ROWS``: build the index (``ANN_PARTITION_ROWS`` rows per partition, at
   most ``ANN_MAX_PARTITIONS``: k-means costs partitions x rows, quadratic with
   LanceDB's default: 20 / 54 / 189 / 629 s at 1 / 2 / 4 / 8 * 10^5 rows; capped at 64:
   45 / 106 / 268 s at 2 / 4 / 8 * 10^5, 111 s at 10^6 on a quiet box) and a BTREE
   index on ``record_id`` (for :meth:`cosine` and id-range prefilters), record the rows
-  it was trained on (``vectors.mirror/<table>.ann.json``) and drop the mirror;
+  it was trained on (``vectors.mirror/<table>.ann.json``);
 * afterwards rows added are *unindexed*: LanceDB scans them flat, ~4.5 us per float16
   row per query (5,000 of them: p50 / p95 31-38 / 44-52 ms, 14-23 / 22-34 after the
   fold), so ``optimize()`` folds them into the index (no retraining: it assigns them to
@@ -92,7 +115,7 @@ import uuid
 import warnings
 from datetime import timedelta
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
@@ -118,7 +141,14 @@ SEARCH_MANY_BRUTE_ROWS: int | None = None  # None: search_many's cost model; N: 
 _BRUTE_ROW_S = 1.5e-5
 _BRUTE_ROW_QUERY_S = 5.5e-8
 _ANN_QUERY_S = 8e-3
-MATRIX_CACHE_FLOATS = 256 * 2**20  # mirror cap (1 GiB as float32 in memory): bigger tables stay in LanceDB
+_CODE_QUERY_S = 3e-3
+CODES_MIN_ROWS = 20_000  # mirror rows from which a search scans codes instead of a float32 matrix
+CODE_BITS = 1024  # sign bits per row (two halves of CODE_BITS / 2: 64 B each)
+CODE_SEED = 0x67696478  # the projection's seed ("gidx")
+CODE_REFINE_MIN = 2_000  # rows scored exactly (float16 rows): max(this, CODE_REFINE_PER_LIMIT x limit),
+CODE_REFINE_PER_LIMIT = 20  # the nearest by the whole code among ...
+CODE_CANDIDATES_PER_REFINE = 5  # ... this many times as many (at least CODE_CANDIDATES_MIN), the
+CODE_CANDIDATES_MIN = 20_000  # nearest by its first half
 STORE_DTYPE = np.float16  # rows of new tables
 MIRROR = "vectors.mirror"
 _SEG = "seg-"
@@ -267,19 +297,71 @@ class _TopK:
         return out_i, out_s
 
 
+def _npy_header(path: Path) -> tuple[tuple, np.dtype, int]:
+    """(shape, dtype, offset of the data) of a ``.npy`` file."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+        return shape, dtype, f.tell()
+
+
+def _npy_rows(path: Path, start: int, count: int) -> np.ndarray:
+    """Rows ``start:start+count`` of a 2-d ``.npy`` file, read (not mapped: pages of a
+    mapping count in the process's peak RSS; a compaction at 10^6 rows would map GBs)."""
+    shape, dtype, off = _npy_header(path)
+    width = int(np.prod(shape[1:]))
+    return np.fromfile(path, dtype=dtype, count=count * width,
+                       offset=off + start * width * dtype.itemsize).reshape(count, *shape[1:])
+
+
+class _NpyWriter:
+    """A 2-d ``.npy`` file written block by block (a merge never holds its output)."""
+
+    def __init__(self, path: Path, n: int, width: int, dtype):
+        self.path, self.f = path, open(path, "wb")
+        np.lib.format.write_array_header_2_0(self.f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                      "fortran_order": False, "shape": (n, width)})
+
+    def add(self, block: np.ndarray) -> None:
+        self.f.write(np.ascontiguousarray(block).tobytes())
+
+    def close(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+
+
+class _Segments(NamedTuple):
+    """A mirror table's segments, oldest first, as one virtual array of rows: a row's
+    *position* counts from the first row of the first segment."""
+
+    names: tuple[str, ...]
+    ids: np.ndarray  # record id of every position
+    rows: list  # per segment: its rows, memory-mapped (float16 as stored, or float32 unit rows)
+    starts: np.ndarray  # position of each segment's first row, and the total last
+    newest: np.ndarray | None  # positions holding their id's newest row (None: all do)
+    sorted_ids: np.ndarray  # the newest rows' ids, sorted ...
+    order: np.ndarray  # ... and their positions
+
+
 class VectorMirror:
-    """Memory-mapped copies of one store's rows, per table (see the module docstring).
+    """Memory-mapped copies of one store's rows, per table, with their 1-bit codes (see
+    the module docstring).
 
     A segment is ``seg-<time>-<uuid>.vec.npy`` (rows: float16 as stored in LanceDB, or
-    float32 unit rows for tables of older versions) + ``.ids.npy`` (record ids), the ids
-    file written last under a temporary name and renamed: a segment without it is
-    unfinished and ignored. For an id in several segments the newest wins.
+    float32 unit rows for tables of older versions), ``.lo.npy`` / ``.hi.npy`` (the two
+    halves of the rows' codes, uint8) + ``.ids.npy`` (record ids), the ids file written
+    last under a temporary name and renamed: a segment without it is unfinished and
+    ignored. For an id in several segments the newest wins.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._cache: dict[str, tuple] = {}  # table -> (segment names, ids, raw rows, sorted ids, order)
+        self._cache: dict[str, _Segments] = {}
+        self._codes: dict[str, tuple] = {}  # table -> (segment names, [(lo, hi) per segment])
         self._units: dict[str, tuple] = {}  # table -> (segment names, float32 unit rows)
+        self._proj: dict[int, np.ndarray] = {}  # dim -> projection
         self._lock = threading.Lock()
 
     def _dir(self, table: str) -> Path:
@@ -292,9 +374,35 @@ class VectorMirror:
         return tuple(sorted(n[: -len(".ids.npy")] for n in os.listdir(d)
                             if n.startswith(_SEG) and n.endswith(".ids.npy")))
 
-    def n_rows(self, table: str) -> int:
+    def _sizes(self, table: str, names) -> list[int]:
         d = self._dir(table)
-        return sum(np.load(d / f"{n}.ids.npy", mmap_mode="r").shape[0] for n in self._segments(table))
+        return [_npy_header(d / f"{n}.ids.npy")[0][0] for n in names]
+
+    def n_rows(self, table: str) -> int:
+        return sum(self._sizes(table, self._segments(table)))
+
+    def projection(self, table: str, dim: int) -> np.ndarray:
+        """The code projection for rows of ``dim``: a +-1 matrix (dim x ``CODE_BITS``) from
+        the seeded splitmix64 hash of each entry's index, so integer arithmetic only: the
+        same on every machine and numpy version, never stored. (Measured against a
+        Gaussian projection at 10^5 rows: the same recall, 0.995 vs 0.996 at limit 20.)"""
+        got = self._proj.get(dim)
+        if got is None:
+            x = np.arange(dim * CODE_BITS, dtype=np.uint64) ^ np.uint64(CODE_SEED)
+            with np.errstate(over="ignore"):
+                x = x + np.uint64(0x9E3779B97F4A7C15)
+                x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+                x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            x ^= x >> np.uint64(31)
+            got = np.where(x >> np.uint64(63), np.float32(-1.0), np.float32(1.0)).reshape(dim, CODE_BITS)
+            self._proj[dim] = got
+        return got
+
+    def codes_of(self, table: str, unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The (lo, hi) codes of float32 unit rows: the sign bits of their projection."""
+        bits = np.packbits(unit @ self.projection(table, unit.shape[1]) > 0, axis=1)
+        half = CODE_BITS // 16
+        return np.ascontiguousarray(bits[:, :half]), np.ascontiguousarray(bits[:, half:])
 
     def write(self, table: str, record_ids: np.ndarray, vectors: np.ndarray) -> None:
         """A new segment. float16 rows are stored as given (the bits LanceDB holds);
@@ -302,98 +410,188 @@ class VectorMirror:
         if not len(record_ids):
             return
         vectors = np.asarray(vectors)
-        if (self.n_rows(table) + len(record_ids)) * vectors.shape[1] > MATRIX_CACHE_FLOATS:
-            # too big for a matrix in memory: searches go to LanceDB (its ANN index)
-            self.drop(table)
-            return
+        rows = np.ascontiguousarray(vectors) if vectors.dtype == np.float16 else _unit_rows(vectors)
+        blocks = [self.codes_of(table, _unit_rows(rows[s: s + 65536])) for s in range(0, len(rows), 65536)]
+        self._write(table, np.asarray(record_ids, dtype=np.int64), rows,
+                    np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks]))
+
+    def _write(self, table: str, ids, rows, lo, hi) -> None:
         d = self._dir(table)
         d.mkdir(parents=True, exist_ok=True)
         name = f"{_SEG}{time.time_ns():020d}-{uuid.uuid4().hex}"
-        rows = np.ascontiguousarray(vectors) if vectors.dtype == np.float16 else _unit_rows(vectors)
-        _save(d / f"{name}.vec.npy", rows)
+        for suffix, arr in ((".vec.npy", rows), (".lo.npy", lo), (".hi.npy", hi)):
+            _save(d / f"{name}{suffix}", arr)
         tmp = d / f".tmp-{name}.ids.npy"
-        _save(tmp, np.asarray(record_ids, dtype=np.int64))
+        _save(tmp, ids)
         os.rename(tmp, d / f"{name}.ids.npy")
 
-    def _entry(self, table: str) -> tuple:
-        """(segment names, ids, raw rows, ids sorted, their row order), newest row per id."""
+    def _entry(self, table: str) -> _Segments:
         names = self._segments(table)
         cached = self._cache.get(table)
-        if cached is not None and cached[0] == names:
+        if cached is not None and cached.names == names:
             return cached
         d = self._dir(table)
-        parts = []
-        for n in names:
-            try:
-                parts.append((np.load(d / f"{n}.ids.npy"), np.load(d / f"{n}.vec.npy", mmap_mode="r")))
-            except FileNotFoundError:  # compacted meanwhile: its replacement is listed next time
-                self._cache.pop(table, None)
-                time.sleep(0.01)
-                return self._entry(table)
-        if len(parts) == 1:
-            ids, rows = parts[0]
-        elif parts:
-            ids = np.concatenate([p[0] for p in parts])
-            rows = np.concatenate([p[1] for p in parts])
-        else:
-            ids, rows = np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        ids, rows = [], []
+        try:
+            for n in names:
+                ids.append(np.load(d / f"{n}.ids.npy"))
+                rows.append(np.load(d / f"{n}.vec.npy", mmap_mode="r"))
+        except FileNotFoundError:  # compacted meanwhile: its replacement is listed next time
+            time.sleep(0.01)
+            return self._entry(table)
+        all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        starts = np.concatenate([[0], np.cumsum([len(i) for i in ids])]).astype(np.int64)
         # newest first, then unique: the newest row of each id
-        rev = np.arange(len(ids))[::-1]
-        uniq, first = np.unique(ids[rev], return_index=True)
-        keep = np.sort(rev[first])
-        if len(keep) != len(ids):
-            ids, rows = ids[keep], np.asarray(rows[keep])
-        order = np.argsort(ids, kind="stable")
-        out = (names, ids, rows, ids[order], order)
+        rev = np.arange(len(all_ids))[::-1]
+        uniq, first = np.unique(all_ids[rev], return_index=True)
+        pos = rev[first]  # sorted by id
+        newest = None
+        if len(uniq) != len(all_ids):
+            newest = np.zeros(len(all_ids), bool)
+            newest[pos] = True
+        out = _Segments(names, all_ids, rows, starts, newest, uniq, pos)
         with self._lock:
             self._cache[table] = out
         return out
 
+    def codes(self, table: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each segment's (lo, hi) codes, memory-mapped; computed and written for segments
+        of older versions that lack them."""
+        e = self._entry(table)
+        cached = self._codes.get(table)
+        if cached is not None and cached[0] == e.names:
+            return cached[1]
+        d, out = self._dir(table), []
+        for n, rows in zip(e.names, e.rows):
+            try:
+                out.append((np.load(d / f"{n}.lo.npy", mmap_mode="r"), np.load(d / f"{n}.hi.npy", mmap_mode="r")))
+                continue
+            except FileNotFoundError:
+                if not (d / f"{n}.ids.npy").exists():  # compacted meanwhile: list again
+                    time.sleep(0.01)
+                    return self.codes(table)
+            parts = [self.codes_of(table, _unit_rows(rows[s: s + 65536])) for s in range(0, len(rows), 65536)]
+            for suffix, i in ((".lo.npy", 0), (".hi.npy", 1)):
+                tmp = d / f".tmp-{uuid.uuid4().hex}{suffix}"
+                _save(tmp, np.concatenate([p[i] for p in parts]) if parts else np.zeros((0, CODE_BITS // 16), np.uint8))
+                os.replace(tmp, d / f"{n}{suffix}")
+            out.append((np.load(d / f"{n}.lo.npy", mmap_mode="r"), np.load(d / f"{n}.hi.npy", mmap_mode="r")))
+        with self._lock:
+            self._codes[table] = (e.names, out)
+        return out
+
     def dtype(self, table: str):
         """The rows' dtype (None without segments)."""
-        rows = self._entry(table)[2]
-        return rows.dtype if rows.size else None
+        rows = self._entry(table).rows
+        return rows[0].dtype if rows else None
 
-    def load(self, table: str):
-        """(ids, float32 unit rows, ids sorted, their row order) of every segment, newest
-        row per id. float16 segments are converted once per process and kept in memory
-        while the segments stay the same (small tables only: see ``write``)."""
-        names, ids, rows, sorted_ids, order = self._entry(table)
-        if rows.dtype == np.float16:
-            cached = self._units.get(table)
-            if cached is not None and cached[0] == names:
-                rows = cached[1]
-            else:
-                rows = _unit_rows(rows)
-                with self._lock:
-                    self._units[table] = (names, rows)
-        return ids, rows, sorted_ids, order
+    def load(self, table: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, float32 unit rows) of every position (small tables: one matrix in memory).
+        float16 segments are converted once per process and kept while the segments stay
+        the same."""
+        e = self._entry(table)
+        cached = self._units.get(table)
+        if cached is not None and cached[0] == e.names:
+            return e.ids, cached[1]
+        dim = e.rows[0].shape[1] if e.rows else 0
+        unit = np.empty((len(e.ids), dim), np.float32)
+        for s, rows in zip(e.starts, e.rows):
+            unit[s: s + len(rows)] = _unit_rows(rows)
+        with self._lock:
+            self._units[table] = (e.names, unit)
+        return e.ids, unit
 
     def rows_of(self, table: str, record_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positions of ``record_ids`` among the mirror's rows, and a mask of those found."""
-        _, ids, _, sorted_ids, order = self._entry(table)
+        """Positions of ``record_ids``' newest rows, and a mask of those found."""
+        e = self._entry(table)
         record_ids = np.asarray(record_ids, dtype=np.int64)
-        if not len(ids):
+        if not len(e.ids):
             return np.zeros(len(record_ids), np.int64), np.zeros(len(record_ids), bool)
-        pos = np.minimum(np.searchsorted(sorted_ids, record_ids), len(ids) - 1)
-        found = sorted_ids[pos] == record_ids
-        return order[pos], found
+        pos = np.minimum(np.searchsorted(e.sorted_ids, record_ids), len(e.sorted_ids) - 1)
+        found = e.sorted_ids[pos] == record_ids
+        return e.order[pos], found
+
+    def gather(self, table: str, positions: np.ndarray) -> np.ndarray:
+        """float32 unit rows at ``positions``, read from the segments' mappings."""
+        e = self._entry(table)
+        positions = np.asarray(positions, dtype=np.int64)
+        dim = e.rows[0].shape[1] if e.rows else 0
+        out = np.empty((len(positions), dim), np.float32)
+        seg = np.searchsorted(e.starts, positions, side="right") - 1
+        for s in np.unique(seg):
+            at = np.flatnonzero(seg == s)
+            out[at] = _unit_rows(e.rows[s][positions[at] - e.starts[s]])
+        return out
+
+    def codes_at(self, table: str, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The stored (lo, hi) codes at ``positions``."""
+        e, codes = self._entry(table), self.codes(table)
+        positions = np.asarray(positions, dtype=np.int64)
+        half = CODE_BITS // 16
+        lo, hi = np.empty((len(positions), half), np.uint8), np.empty((len(positions), half), np.uint8)
+        seg = np.searchsorted(e.starts, positions, side="right") - 1
+        for s in np.unique(seg):
+            at = np.flatnonzero(seg == s)
+            lo[at], hi[at] = codes[s][0][positions[at] - e.starts[s]], codes[s][1][positions[at] - e.starts[s]]
+        return lo, hi
+
+    def blocks(self, table: str, rows: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Every position in blocks of at most ``rows``: (ids, float32 unit rows, mask of
+        the newest rows), converted block by block (never the whole table in memory)."""
+        e = self._entry(table)
+        for s0, seg in zip(e.starts, e.rows):
+            for s in range(0, len(seg), rows):
+                block = seg[s: s + rows]
+                p = s0 + s
+                newest = e.newest[p: p + len(block)] if e.newest is not None else np.ones(len(block), bool)
+                yield e.ids[p: p + len(block)], _unit_rows(block), newest
 
     def compact(self, table: str, live: np.ndarray) -> None:
-        """One segment of the live rows instead of many (orphans dropped)."""
+        """Fewer segments: while there are more than ``_MAX_SEGMENTS``, the smallest are
+        merged into one (their live, newest rows), streamed block by block. Merging the
+        smallest keeps sizes roughly geometric, so a row is rewritten O(log n) times as a
+        table grows (never the whole table per ingest)."""
         names = self._segments(table)
         if len(names) <= _MAX_SEGMENTS:
             return
-        _, ids, rows, _, _ = self._entry(table)
-        keep = np.isin(ids, live)
-        self.write(table, ids[keep], rows[keep])
-        for n in names:
-            for suffix in (".ids.npy", ".vec.npy"):
-                (self._dir(table) / f"{n}{suffix}").unlink(missing_ok=True)
+        self.codes(table)  # segments of older versions get theirs first
+        e = self._entry(table)
+        sizes = np.diff(e.starts)
+        take = np.sort(np.argsort(sizes, kind="stable")[: len(names) - _MAX_SEGMENTS // 2 + 1])
+        d = self._dir(table)
+        keeps = []
+        for i in take:
+            p = np.arange(e.starts[i], e.starts[i + 1])
+            keep = np.isin(e.ids[p], live)
+            if e.newest is not None:
+                keep &= e.newest[p]
+            keeps.append(keep)
+        n = int(sum(k.sum() for k in keeps))
+        name = f"{_SEG}{time.time_ns():020d}-{uuid.uuid4().hex}"
+        dim, dtype = e.rows[0].shape[1], e.rows[0].dtype
+        half = CODE_BITS // 16
+        outs = {".vec.npy": _NpyWriter(d / f"{name}.vec.npy", n, dim, dtype),
+                ".lo.npy": _NpyWriter(d / f"{name}.lo.npy", n, half, np.uint8),
+                ".hi.npy": _NpyWriter(d / f"{name}.hi.npy", n, half, np.uint8)}
+        for i, keep in zip(take, keeps):
+            seg = names[i]
+            for s in range(0, len(keep), 65536):
+                k = keep[s: s + 65536]
+                for suffix, w in outs.items():
+                    w.add(_npy_rows(d / f"{seg}{suffix}", s, len(k))[k])
+        for w in outs.values():
+            w.close()
+        tmp = d / f".tmp-{name}.ids.npy"
+        _save(tmp, np.concatenate([e.ids[e.starts[i]: e.starts[i + 1]][k] for i, k in zip(take, keeps)]))
+        os.rename(tmp, d / f"{name}.ids.npy")
+        for i in take:
+            for suffix in (".ids.npy", ".vec.npy", ".lo.npy", ".hi.npy"):
+                (d / f"{names[i]}{suffix}").unlink(missing_ok=True)
 
     def drop(self, table: str) -> None:
         self._cache.pop(table, None)
         self._units.pop(table, None)
+        self._codes.pop(table, None)
         shutil.rmtree(self._dir(table), ignore_errors=True)
 
     def tables(self) -> list[str]:
@@ -497,8 +695,7 @@ class VectorStore:
             t.add(tbl)
             return
         rows, tbl = data(self._dtype(t))
-        if self._ann(t) is None:
-            self.mirror.write(table, record_ids, rows)
+        self.mirror.write(table, record_ids, rows)
         t.add(tbl)
 
     def delete(self, table: str, record_ids) -> None:
@@ -524,55 +721,82 @@ class VectorStore:
     def iter_blocks(self, table: str, rows: int = 65536,
                     reuse: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Every stored row in blocks of at most ``rows``: (record ids int64, float32 unit
-        rows). From the mirror when the table has one (its rows: what this store wrote,
-        newest per id; rows of deleted records may be among them: filter by the live ids)
-        while it holds every row of a table without ANN index, else streamed from LanceDB
-        (never the whole table in memory). ``reuse``: LanceDB blocks are converted into one
-        buffer, each valid until the next is asked for."""
+        rows). From the mirror when it holds every row of the table (its rows: what this
+        store wrote, newest per id; rows of deleted records may be among them: filter by
+        the live ids), else streamed from LanceDB (never the whole table in memory).
+        ``reuse``: LanceDB blocks are converted into one buffer, each valid until the
+        next is asked for."""
         t = self._table(table)
         if t is None:
             return
-        if self.mirror._segments(table) and self._ann(t) is None:
+        if self.mirror._segments(table):
             _, found = self.mirror.rows_of(table, self.record_ids(table))
             if found.all():
-                ids, unit, _, _ = self.mirror.load(table)
-                for s in range(0, len(ids), rows):
-                    yield ids[s: s + rows], unit[s: s + rows]
+                for ids, unit, newest in self.mirror.blocks(table, rows):
+                    yield (ids, unit) if newest.all() else (ids[newest], unit[newest])
                 return
         buf = None
-        for batch in t.search().select(["record_id", "vector"]).limit(None).to_batches(rows):
-            if not batch.num_rows:
-                continue
-            vec = batch.column("vector")
-            mat = vec.values.to_numpy(zero_copy_only=False).reshape(-1, vec.type.list_size)
+        for ids, mat in self.lance_blocks(table, rows):
             if reuse and mat.dtype == np.float16 and (buf is None or len(buf) < len(mat)):
                 buf = np.empty((max(rows, len(mat)), mat.shape[1]), np.float32)
-            yield batch.column("record_id").to_numpy(), _unit_rows(mat, buf if reuse else None)
+            yield ids, _unit_rows(mat, buf if reuse else None)
+
+    def lance_blocks(self, table: str, rows: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """LanceDB's rows in blocks: (record ids, rows as stored: float16 or float32)."""
+        t = self._table(table)
+        if t is None:
+            return
+        for batch in t.search().select(["record_id", "vector"]).limit(None).to_batches(rows):
+            if batch.num_rows:
+                vec = batch.column("vector")
+                yield (batch.column("record_id").to_numpy(),
+                       vec.values.to_numpy(zero_copy_only=False).reshape(-1, vec.type.list_size))
+
+    def fill_mirror(self, table: str, live: np.ndarray | None = None) -> int:
+        """Write the mirror rows of live records it lacks (a table of an older version, whose
+        mirror went when its ANN index was built), streamed from LanceDB in blocks; returns
+        how many."""
+        t = self._table(table)
+        if t is None:
+            return 0
+        stored = self.record_ids(table)
+        want = stored if live is None else np.intersect1d(stored, np.asarray(live, dtype=np.int64))
+        _, found = self.mirror.rows_of(table, want)
+        missing = want[~found]
+        if not len(missing):
+            return 0
+        wrote = 0
+        for ids, mat in self.lance_blocks(table):
+            keep = np.isin(ids, missing)
+            if keep.any():
+                self.mirror.write(table, ids[keep], mat[keep])
+                wrote += int(keep.sum())
+        return wrote
 
     def _mirror_rows(self, table: str, live: np.ndarray, dim: int):
-        """The mirror's (ids, unit rows, mask of rows whose record is live), completed
-        from LanceDB when a live record is missing; None when the table is too big
-        for a matrix (or has an ANN index): search LanceDB then."""
-        ids, rows, _, _ = self.mirror.load(table)
-        key = (self.mirror._segments(table), len(live), int(live[-1]) if len(live) else -1)
+        """The mirror's (ids of every position, mask of positions holding a live record's
+        newest row), completed from LanceDB when a live record is missing and the table
+        is small; None when it stays incomplete (search LanceDB then; maintain fills it)."""
+        e = self.mirror._entry(table)
+        key = (e.names, len(live), int(live[-1]) if len(live) else -1)
         cached = self._live.get(table)
         if cached is not None and cached[0] == key and np.array_equal(cached[1], live):
-            return ids, rows, cached[2]
+            return e.ids, cached[2]
         _, found = self.mirror.rows_of(table, live)
         if not found.all():
             t = self._table(table)
-            if t is None:
-                return None
-            if self._ann(t) is not None or t.count_rows() * dim > MATRIX_CACHE_FLOATS:
+            if t is None or t.count_rows() >= CODES_MIN_ROWS:
                 return None
             all_ids, vecs = self.vectors(table)
-            missing = ~np.isin(all_ids, ids)
+            missing = ~np.isin(all_ids, e.ids)
             self.mirror.write(table, all_ids[missing], vecs[missing])
-            ids, rows, _, _ = self.mirror.load(table)
-            key = (self.mirror._segments(table), len(live), int(live[-1]) if len(live) else -1)
-        mask = np.isin(ids, live)
+            e = self.mirror._entry(table)
+            key = (e.names, len(live), int(live[-1]) if len(live) else -1)
+        mask = np.isin(e.ids, live)
+        if e.newest is not None:
+            mask &= e.newest
         self._live[table] = (key, live, mask)
-        return ids, rows, mask
+        return e.ids, mask
 
     def cosine(self, table: str, record_ids: np.ndarray, vector: np.ndarray) -> np.ndarray:
         """Cosine similarity of stored vectors of ``record_ids`` with ``vector`` (NaN where missing)."""
@@ -580,12 +804,10 @@ class VectorStore:
         out = np.full(len(record_ids), np.nan)
         if not len(record_ids):
             return out
-        got = self._mirror_rows(table, np.unique(record_ids), len(vector))
-        if got is None:
+        if self._mirror_rows(table, np.unique(record_ids), len(vector)) is None:
             return self._lance_cosine(table, record_ids, vector, out)
-        _, rows, _ = got
         pos, found = self.mirror.rows_of(table, record_ids)
-        out[found] = np.clip(rows[pos[found]] @ _unit(vector), -1.0, 1.0)
+        out[found] = np.clip(self.mirror.gather(table, pos[found]) @ _unit(vector), -1.0, 1.0)
         return out
 
     def _lance_cosine(self, table, record_ids, vector, out):
@@ -611,8 +833,9 @@ class VectorStore:
         """Top ``limit`` live rows by cosine similarity: (record_ids, similarities), best
         first, ties by record id. ``live``: the catalog's record ids, sorted.
 
-        Brute force over the mirror's matrix (numpy only) while the table is small;
-        tables with an ANN index (or too big for the matrix) are searched by LanceDB.
+        From the mirror (numpy and the code kernels; no LanceDB import): brute force over
+        its float32 matrix below ``CODES_MIN_ROWS`` rows, the code scan above. LanceDB
+        (its ANN index) while the mirror lacks live records of a big table.
         """
         live = np.asarray(live, dtype=np.int64)
         if limit <= 0 or not len(live):
@@ -620,17 +843,73 @@ class VectorStore:
         got = self._mirror_rows(table, live, len(vector))
         if got is None:
             return self._lance_search(table, vector, limit, live)
-        ids, rows, mask = got
+        ids, mask = got
         if not len(ids):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        if len(ids) >= CODES_MIN_ROWS:
+            return self._code_search(table, _unit(vector), limit, ids, mask)
+        _, rows = self.mirror.load(table)
         # one query: einsum's single-threaded loop; a BLAS gemv spreads over both cores and
         # waits on the busy one (3-5x slower p95 on a loaded 2-core box)
         sims = np.einsum("ij,j->i", rows, _unit(vector))
-        sims = np.where(mask, sims, -np.inf)
-        k = min(limit, int(mask.sum()))
-        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.flatnonzero(mask)
+        return self._best(ids, sims, mask, limit)
+
+    @staticmethod
+    def _best(ids: np.ndarray, sims: np.ndarray, mask: np.ndarray | None, limit: int):
+        """The ``limit`` best of scored positions (``mask``: those that count), best first,
+        ties by record id: (ids, float64 similarities)."""
+        if mask is not None:
+            sims = np.where(mask, sims, -np.inf)
+        n = len(sims) if mask is None else int(mask.sum())
+        k = min(limit, n)
+        if not k:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        top = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.flatnonzero(np.isfinite(sims))
         top = top[np.lexsort((ids[top], -sims[top]))]
         return ids[top], np.clip(sims[top].astype(np.float64), -1.0, 1.0)
+
+    def _code_search(self, table: str, q: np.ndarray, limit: int, ids: np.ndarray, mask: np.ndarray):
+        """The code scan (module docstring): Hamming distance of the first half of the
+        query's code to every live row's, the nearest ``CODE_CANDIDATES_PER_REFINE`` x
+        ``want``; of those the ``want`` nearest by the whole code; those scored exactly
+        from their float16 rows."""
+        from . import _codes
+
+        m = self.mirror
+        e, codes = m._entry(table), m.codes(table)
+        qlo, qhi = (c[0].view(np.uint64) for c in m.codes_of(table, q[None, :]))
+        words = qlo.size
+        n = len(ids)
+        dist = np.empty(n, np.uint16)
+        live8 = mask.view(np.uint8)
+        for s, (lo, _) in zip(e.starts, codes):
+            _codes.hamming(lo, words, qlo, words, dist[s: s + len(lo)], live8[s: s + len(lo)])
+        want = max(CODE_REFINE_MIN, CODE_REFINE_PER_LIMIT * limit)
+        first = np.empty(min(max(CODE_CANDIDATES_MIN, CODE_CANDIDATES_PER_REFINE * want), n), np.int64)
+        first = first[: _codes.smallest(dist, len(first), first)]
+        d2 = dist[first]
+        seg = np.searchsorted(e.starts, first, side="right") - 1
+        cuts = np.searchsorted(seg, np.arange(len(e.rows) + 1))  # first is ascending: segments in runs
+        extra = np.empty(len(first), np.uint16)
+        for s, (_, hi) in enumerate(codes):
+            a, b = cuts[s], cuts[s + 1]
+            if b > a:
+                _codes.hamming(hi, words, qhi, words, extra[a:b], None, first[a:b] - e.starts[s])
+        d2 += extra
+        pick = np.empty(min(len(first), want), np.int64)
+        pick = pick[: _codes.smallest(d2, len(pick), pick)]
+        cand, cseg = first[pick], seg[pick]
+        sims = np.empty(len(cand), np.float32)
+        for s in np.unique(cseg):
+            at = np.flatnonzero(cseg == s)
+            rows, local = e.rows[s], cand[at] - e.starts[s]
+            if rows.dtype == np.float16:
+                dot, sq = np.empty(len(at), np.float32), np.empty(len(at), np.float32)
+                _codes.dot16(rows, rows.shape[1], q, local, dot, sq)
+                sims[at] = dot / np.sqrt(np.where(sq > 0, sq, 1.0))
+            else:
+                sims[at] = rows[local] @ q
+        return self._best(ids[cand], sims, None, limit)
 
     def _lance_search(self, table, vector, limit, live):
         nprobes = self._nprobes(table)
@@ -691,10 +970,11 @@ class VectorStore:
         int64 padded with -1, sims (m, limit) float64 padded with -inf), best first, ties by
         record id. Brute force in blocks (a matrix product of the queries against each
         block of rows, a running top ``limit`` per query: memory follows the block, not
-        the table), unless the table has an ANN index and brute force would cost more
-        per query than the index (``_BRUTE_ROW_S`` ...: the rows are read once per call,
-        so a call with thousands of queries brute-forces tables where one with a few
-        hundred goes to the index); then LanceDB's index, queries in groups of 64."""
+        the table), unless the table is big and brute force would cost more per query
+        than a code scan (``_BRUTE_ROW_S`` ...: the rows are read once per call, so a call
+        with thousands of queries brute-forces tables where one with a few hundred scans
+        codes); then the code scan per query. While the mirror lacks live rows of a big
+        table: LanceDB's index (queries in groups of 64) or its rows."""
         queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         m = len(queries)
         live = np.unique(np.asarray(live, dtype=np.int64))
@@ -718,10 +998,28 @@ class VectorStore:
 
         got = self._mirror_rows(table, live, queries.shape[1])
         if got is not None:
-            ids, rows, mask = got
-            for s in range(0, len(ids), _RBLOCK):
-                push(ids[s: s + _RBLOCK], rows[s: s + _RBLOCK], None if mask[s: s + _RBLOCK].all()
-                     else mask[s: s + _RBLOCK])
+            ids, mask = got
+            n = len(ids)
+            if n < CODES_MIN_ROWS:
+                _, rows = self.mirror.load(table)
+                for s in range(0, n, _RBLOCK):
+                    push(ids[s: s + _RBLOCK], rows[s: s + _RBLOCK], None if mask[s: s + _RBLOCK].all()
+                         else mask[s: s + _RBLOCK])
+                return result()
+            brute = n <= SEARCH_MANY_BRUTE_ROWS if SEARCH_MANY_BRUTE_ROWS is not None else \
+                n * (_BRUTE_ROW_S / m + _BRUTE_ROW_QUERY_S) <= _CODE_QUERY_S
+            if not brute:
+                out_i = np.full((m, limit), -1, np.int64)
+                out_s = np.full((m, limit), -np.inf)
+                for i in range(m):
+                    got_i, got_s = self._code_search(table, qn[i], limit, ids, mask)
+                    out_i[i, : len(got_i)], out_s[i, : len(got_s)] = got_i, got_s
+                return out_i, out_s
+            p = 0
+            for bids, unit, _ in self.mirror.blocks(table, _RBLOCK):
+                bm = mask[p: p + len(bids)]
+                p += len(bids)
+                push(bids, unit, None if bm.all() else bm)
             return result()
         t = self._table(table)
         if t is None:
@@ -766,10 +1064,13 @@ class VectorStore:
             if t is None:
                 return rep
             n = rep["rows"] = t.count_rows()
+            if self.mirror.n_rows(table) < n and self.fill_mirror(table, live):
+                # e.g. a table of an older version, whose mirror went at the index build
+                rep["actions"].append("mirror_fill")
+            if live is not None and len(self.mirror._segments(table)) > _MAX_SEGMENTS:
+                timed("mirror_compact", self.mirror.compact, table, np.asarray(live, dtype=np.int64))
             ann = self._ann(t)
             if ann is None:
-                if live is not None and self.mirror._segments(table):
-                    timed("mirror_compact", self.mirror.compact, table, np.asarray(live, dtype=np.int64))
                 if n < ANN_MIN_ROWS:
                     if t.stats()["fragment_stats"]["num_small_fragments"] > _MAX_SMALL_FRAGMENTS:
                         timed("optimize", self._optimize, t, grace)
@@ -783,8 +1084,6 @@ class VectorStore:
                 timed("rebuild", self._build, t, table, n, grace)
             elif unindexed and (final or unindexed >= ANN_FOLD_FRACTION * max(1, n - unindexed)):
                 timed("optimize", self._optimize, t, grace)
-            if self.mirror._segments(table):  # a writer that raced the build wrote one
-                self.mirror.drop(table)
             rep["index"] = self.ann_stats(table)
         return rep
 
@@ -810,7 +1109,6 @@ class VectorStore:
         tmp = self._meta_path(table).with_suffix(f".tmp-{uuid.uuid4().hex}")
         tmp.write_text(json.dumps({"trained_rows": int(n), "partitions": parts, "built_at": time.time()}))
         os.replace(tmp, self._meta_path(table))
-        self.mirror.drop(table)
         self._optimize(t, grace)  # the replaced index's files
 
     def _meta(self, table: str) -> dict:

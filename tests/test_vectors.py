@@ -1,7 +1,8 @@
 """VectorStore on real-ish data: position-sketch vectors of families of perturbed subsets
 of the real hg19 peak files (the scale corpus' generator, small), float16 storage, the
-mirror's brute force, search_many, iter_blocks, and the ANN policy of ``maintain``
-(ANN_MIN_ROWS lowered so that a 3,000-row table gets its index)."""
+mirror's brute force, its code scan (CODES_MIN_ROWS lowered so that a 3,000-row table is
+scanned), the code kernels, search_many, iter_blocks, and the policy of ``maintain``
+(ANN_MIN_ROWS lowered so that a 3,000-row table gets LanceDB's index)."""
 
 from __future__ import annotations
 
@@ -81,21 +82,21 @@ def test_float16_storage_round_trips(tmp_path, data):
     assert stored.dtype == np.float16 and vs._dtype(vs._table("t")) == np.float16
     assert vs.mirror.dtype("t") == np.float16
     # LanceDB and the mirror hold the same bits
-    mids, _, _, _ = vs.mirror.load("t")
-    raw = vs.mirror._entry("t")[2]
+    raw = np.concatenate(vs.mirror._entry("t").rows)
     pos, found = vs.mirror.rows_of("t", ids)
     assert found.all() and np.array_equal(raw[pos].view(np.uint16), stored.view(np.uint16))
     # within float16 precision of the unit rows, exactly unit after the mirror's renormalisation
     u = rows / np.linalg.norm(rows, axis=1, keepdims=True)
     assert np.abs(stored[np.argsort(ids)].astype(np.float32) - u).max() < 1e-3
     unit = vs.mirror.load("t")[1]
+    assert np.array_equal(vs.mirror.gather("t", pos), unit[pos])
     assert np.allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-6)
     # a stored vector scores ~1 against itself; cosines match float32 within ~1e-4
     q = rows[17]
     got = vs.cosine("t", np.arange(600), q)
     assert got[17] == pytest.approx(1.0, abs=1e-6)
     assert np.abs(got - u @ (q / np.linalg.norm(q))).max() < 2e-4
-    # 3 KB per row in LanceDB + 3 KB in the mirror, plus overheads
+    # 3 KB per row in LanceDB + 3 KB in the mirror + 128 B of codes, plus overheads
     disk = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
     assert disk / len(rows) < 8192
 
@@ -195,21 +196,26 @@ def test_maintain_builds_and_keeps_the_ann_index(tmp_path, data, monkeypatch):
     assert "build" in rep["actions"], rep
     st = vs.ann_stats("t")
     assert st["type"] == "IVF_RQ" and st["indexed"] == n and st["unindexed"] == 0 and st["trained_rows"] == n
-    assert not vs.mirror._segments("t")  # the index serves the table now
+    assert vs.mirror.n_rows("t") == n  # the mirror stays: searches read it
     disk = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
     assert disk / n < 8192
 
-    # recall of the ANN stage against float32 brute force, at the limits queries use
+    # recall of LanceDB's index against float32 brute force, at the limits queries use
+    # (it serves while the mirror lacks rows of a big table: here none)
     ids_all = np.arange(n)
+    monkeypatch.setattr(V, "CODES_MIN_ROWS", 1000)
+    vs.mirror.drop("t")
     for limit in (20, 200):
         rec = [_recall(vs.search("t", q, limit, live)[0], _brute(rows, ids_all, q, 20), 20) for q in queries]
         assert np.mean(rec) >= 0.95, (limit, np.mean(rec))
+    assert not vs.mirror._segments("t")  # a big table's search does not fill the mirror ...
+    rep = vs.maintain("t", live, grace=ZERO)
+    assert rep["actions"] == ["mirror_fill"] and vs.mirror.n_rows("t") == n  # ... maintain does
 
     # rows added after the build are found at once (unindexed: flat scan), and after maintain
     fids = np.arange(10_000, 10_000 + len(fresh))
     for s in range(0, len(fresh), 256):
         vs.add("t", fids[s: s + 256], fresh[s: s + 256])
-    assert not vs.mirror._segments("t")  # no mirror rows for an indexed table
     live2 = np.concatenate([live, fids])
     for j in (0, 77, 199):
         got, sims = vs.search("t", fresh[j], 5, live2)
@@ -229,7 +235,7 @@ def test_maintain_builds_and_keeps_the_ann_index(tmp_path, data, monkeypatch):
     got, _ = vs.search("t", fresh[77], 5, fids)
     assert got[0] == fids[77] and np.isin(got, fids).all()
 
-    # search_many through the index agrees with search; cosine reads LanceDB
+    # search_many by per-query code scans agrees with search
     monkeypatch.setattr(V, "SEARCH_MANY_BRUTE_ROWS", 0)
     many_ids, many_sims = vs.search_many("t", queries[:6], 20, live2)
     for q, mi, ms in zip(queries[:6], many_ids, many_sims):
@@ -243,3 +249,101 @@ def test_maintain_builds_and_keeps_the_ann_index(tmp_path, data, monkeypatch):
     rep = vs.maintain("t", live2, grace=ZERO)
     assert rep["actions"] == ["rebuild"] and vs.ann_stats("t")["trained_rows"] == n + len(fresh)
     assert vs.search("t", fresh[3], 5, live2)[0][0] == fids[3]
+
+
+@pytest.fixture
+def every_kernel():
+    """Runs a test body at each SIMD level of gidx._codes this CPU has (AVX-512, AVX2,
+    scalar), then restores the CPU's best."""
+    from gidx import _codes
+
+    best = _codes.kernel(-1)
+    yield [lvl for lvl in (2, 1, 0) if lvl <= best]
+    _codes.kernel(-1)
+
+
+def test_code_kernels_equal_numpy(every_kernel):
+    from gidx import _codes
+
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 256, (3001, 64), dtype=np.uint8)
+    q = rng.integers(0, 256, 64, dtype=np.uint8)
+    mask = rng.random(3001) < 0.8
+    rows16 = rng.standard_normal((500, 1537)).astype(np.float16)  # odd width: the kernels' tails
+    qf = rng.standard_normal(1537).astype(np.float32)
+    idx = rng.integers(0, 500, 300)
+    for level in every_kernel:
+        assert _codes.kernel(level) == level
+        for words in (8, 4, 3):
+            want = np.bitwise_count(codes[:, : words * 8] ^ q[: words * 8]).sum(axis=1)
+            got = np.empty(3001, np.uint16)
+            _codes.hamming(codes, 8, q, words, got, mask.view(np.uint8))
+            assert np.array_equal(got[mask], want[mask]) and (got[~mask] == 0xFFFF).all(), (level, words)
+            sub = np.empty(len(idx), np.uint16)
+            _codes.hamming(codes, 8, q, words, sub, None, idx)
+            assert np.array_equal(sub, want[idx])
+        dot, sq = np.empty(len(idx), np.float32), np.empty(len(idx), np.float32)
+        _codes.dot16(rows16, 1537, qf, idx, dot, sq)
+        r64 = rows16[idx].astype(np.float64)
+        assert np.allclose(dot, r64 @ qf, rtol=1e-5, atol=1e-3) and np.allclose(sq, (r64 ** 2).sum(1), rtol=1e-5)
+    # smallest: the m smallest distances (ties by position), never a skipped row
+    dist = rng.integers(0, 40, 5000).astype(np.uint16)
+    dist[rng.random(5000) < 0.3] = 0xFFFF
+    for m in (0, 1, 17, 500, 3400, 6000):
+        out = np.empty(max(m, 1), np.int64)
+        k = _codes.smallest(dist, m, out)
+        want = np.lexsort((np.arange(5000), dist))[: m]
+        want = np.sort(want[dist[want] != 0xFFFF])
+        assert k == len(want) and np.array_equal(out[:k], want), m
+    with pytest.raises(ValueError):
+        _codes.hamming(codes, 8, q, 9, np.empty(3001, np.uint16))  # words > row width
+    with pytest.raises(IndexError):
+        _codes.hamming(codes, 8, q, 8, np.empty(1, np.uint16), None, np.array([3001]))
+
+
+def test_code_scan_finds_what_brute_force_finds(tmp_path, data, monkeypatch):
+    """Above CODES_MIN_ROWS a search scans 1-bit codes and scores the nearest exactly:
+    recall@20 against float32 brute force, orphans and superseded rows never returned,
+    scores the cosine of the stored rows, the same after compaction, and segments of
+    older versions (no codes) get theirs."""
+    rows, queries, fresh = data
+    monkeypatch.setattr(V, "CODES_MIN_ROWS", 1000)
+    n = len(rows)
+    vs = _store(tmp_path, rows)
+    live = np.arange(n)
+    ids_all = np.arange(n)
+    for limit in (20, 200):
+        rec = [_recall(vs.search("t", q, limit, live)[0], _brute(rows, ids_all, q, 20), 20) for q in queries]
+        assert np.mean(rec) >= 0.98, (limit, np.mean(rec))
+    # the code scan and the matrix give the same scores for what both return
+    ids, sims = vs.search("t", queries[0], 20, live)
+    assert np.allclose(sims, vs.cosine("t", ids, queries[0]), atol=2e-6)
+    assert list(ids) == list(_brute(rows, ids_all, queries[0], 20)) or _recall(ids, _brute(
+        rows, ids_all, queries[0], 20), 20) >= 0.9
+    # orphans: every 3rd row not live
+    live3 = ids_all[ids_all % 3 != 0]
+    for q in queries[:5]:
+        got, _ = vs.search("t", q, 50, live3)
+        assert len(got) == 50 and np.isin(got, live3).all()
+    # a record written twice (a retried batch): the newest row, once
+    vs.add("t", np.array([5]), fresh[:1])
+    got, sims = vs.search("t", fresh[0], 5, live)
+    assert got[0] == 5 and sims[0] == pytest.approx(1.0, abs=1e-3) and list(got).count(5) == 1
+    # compaction: fewer segments, the same answers (the superseded row of 5 dropped)
+    before = [vs.search("t", q, 20, live3) for q in queries[:8]]
+    segs = len(vs.mirror._segments("t"))
+    assert segs > V._MAX_SEGMENTS
+    vs.mirror.compact("t", live3)
+    assert len(vs.mirror._segments("t")) <= V._MAX_SEGMENTS and vs.mirror.n_rows("t") < n
+    after = [vs.search("t", q, 20, live3) for q in queries[:8]]
+    for (bi, bs), (ai, as_) in zip(before, after):
+        assert list(bi) == list(ai) and np.allclose(bs, as_)
+    # segments without codes (written before codes existed) get them on first use
+    d = vs.mirror._dir("t")
+    for f in list(d.glob("*.lo.npy")) + list(d.glob("*.hi.npy")):
+        f.unlink()
+    fresh_store = VectorStore(tmp_path / "vectors.lance")
+    again = [fresh_store.search("t", q, 20, live3) for q in queries[:8]]
+    for (bi, _), (ai, _) in zip(after, again):
+        assert list(bi) == list(ai)
+    assert len(list(d.glob("*.lo.npy"))) == len(vs.mirror._segments("t"))
