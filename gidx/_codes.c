@@ -17,6 +17,7 @@
 #include <string.h>
 
 #define SKIP 0xFFFF
+#define PREFETCH_AHEAD 4 /* dot16: rows fetched this many ahead */
 
 #define HAMMING_BODY                                                                          \
     for (int64_t i = 0; i < n; i++) {                                                         \
@@ -150,22 +151,28 @@ static void hamming(const uint64_t *codes, int64_t stride, int64_t n, const uint
 }
 
 PyDoc_STRVAR(hamming_doc,
-             "hamming(codes, row_words, query, words, out, mask=None, rows=None) -> None\n\n"
+             "hamming(codes, row_words, query, words, out, mask=None, rows=None, hist=None) -> None\n\n"
              "Hamming distances over the first ``words`` uint64 words of each code into ``out``\n"
              "(uint16). ``codes``: C-contiguous rows of ``row_words`` uint64 words; ``query``: at least\n"
              "``words`` words; ``mask``: one byte per code row, 0 = skip (distance 0xFFFF); ``rows``:\n"
-             "int64 row numbers to score, in that order (default: every row). Releases the GIL.");
+             "int64 row numbers to score, in that order (default: every row); ``hist``: int64 (65536)\n"
+             "counts per distance, added to (for smallest()). Releases the GIL.");
 
 static PyObject *py_hamming(PyObject *self, PyObject *args)
 {
     (void)self;
-    Py_buffer cb, qb, ob, mb = {0}, rb = {0};
+    Py_buffer cb, qb, ob, mb = {0}, rb = {0}, hb = {0};
     long long row_words, words;
-    PyObject *mask_obj = Py_None, *rows_obj = Py_None;
-    if (!PyArg_ParseTuple(args, "y*Ly*Lw*|OO", &cb, &row_words, &qb, &words, &ob, &mask_obj, &rows_obj))
+    PyObject *mask_obj = Py_None, *rows_obj = Py_None, *hist_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "y*Ly*Lw*|OOO", &cb, &row_words, &qb, &words, &ob, &mask_obj, &rows_obj, &hist_obj))
         return NULL;
     PyObject *ret = NULL;
-    int have_mask = mask_obj != Py_None, have_rows = rows_obj != Py_None;
+    int have_mask = mask_obj != Py_None, have_rows = rows_obj != Py_None, have_hist = 0;
+    if (hist_obj != Py_None) {
+        if (PyObject_GetBuffer(hist_obj, &hb, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+            goto done;
+        have_hist = 1;
+    }
     if (have_mask && PyObject_GetBuffer(mask_obj, &mb, PyBUF_C_CONTIGUOUS) < 0) {
         have_mask = have_rows = 0;
         goto done;
@@ -194,8 +201,18 @@ static PyObject *py_hamming(PyObject *self, PyObject *args)
             goto done;
         }
     }
+    if (have_hist && hb.len != (SKIP + 1) * 8) {
+        PyErr_SetString(PyExc_ValueError, "hamming(): hist must be int64 of 65536 entries");
+        goto done;
+    }
     Py_BEGIN_ALLOW_THREADS
     hamming(cb.buf, row_words, n, qb.buf, words, have_mask ? mb.buf : NULL, rows, ob.buf);
+    if (have_hist) { /* counts per distance while the distances are in cache (smallest() reuses them) */
+        int64_t *h = hb.buf;
+        const uint16_t *d = ob.buf;
+        for (int64_t i = 0; i < n; i++)
+            h[d[i]]++;
+    }
     Py_END_ALLOW_THREADS
     ret = Py_NewRef(Py_None);
 done:
@@ -203,25 +220,39 @@ done:
         PyBuffer_Release(&mb);
     if (have_rows)
         PyBuffer_Release(&rb);
+    if (have_hist)
+        PyBuffer_Release(&hb);
     PyBuffer_Release(&cb), PyBuffer_Release(&qb), PyBuffer_Release(&ob);
     return ret;
 }
 
 PyDoc_STRVAR(smallest_doc,
-             "smallest(dist, m, out) -> int\n\n"
+             "smallest(dist, m, out, hist=None) -> int\n\n"
              "Positions of the ``m`` smallest uint16 distances (0xFFFF never: skipped rows), ties\n"
              "by position, written into ``out`` (int64, at least m) in ascending position order;\n"
              "returns how many (fewer than m when fewer rows are not skipped). One counting pass\n"
-             "and one selecting pass. Releases the GIL.");
+             "(none when ``hist``, int64 (65536), already counts ``dist``: hamming() fills it) and one\n"
+             "selecting pass. Releases the GIL.");
 
 static PyObject *py_smallest(PyObject *self, PyObject *args)
 {
     (void)self;
-    Py_buffer db, ob;
+    Py_buffer db, ob, hb = {0};
     long long m;
-    if (!PyArg_ParseTuple(args, "y*Lw*", &db, &m, &ob))
+    PyObject *hist_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "y*Lw*|O", &db, &m, &ob, &hist_obj))
         return NULL;
     PyObject *ret = NULL;
+    int have_hist = 0;
+    if (hist_obj != Py_None) {
+        if (PyObject_GetBuffer(hist_obj, &hb, PyBUF_C_CONTIGUOUS) < 0)
+            goto done;
+        have_hist = 1;
+        if (hb.len != (SKIP + 1) * 8) {
+            PyErr_SetString(PyExc_ValueError, "smallest(): hist must be int64 of 65536 entries");
+            goto done;
+        }
+    }
     if (db.len % 2 || m < 0 || ob.len % 8 || ob.len / 8 < m) {
         PyErr_SetString(PyExc_ValueError, "smallest(): dist must be uint16, out int64 of at least m entries");
         goto done;
@@ -229,13 +260,13 @@ static PyObject *py_smallest(PyObject *self, PyObject *args)
     int64_t n = db.len / 2, got = 0;
     const uint16_t *d = db.buf;
     int64_t *out = ob.buf;
-    int64_t *hist = calloc(SKIP + 1, sizeof(int64_t));
+    int64_t *hist = have_hist ? hb.buf : calloc(SKIP + 1, sizeof(int64_t));
     if (hist == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    for (int64_t i = 0; i < n; i++)
+    for (int64_t i = 0; !have_hist && i < n; i++)
         hist[d[i]]++;
     /* threshold t: fewer than m rows below it, and `room` of the rows at t still fit */
     int64_t below = 0, t = 0;
@@ -247,9 +278,12 @@ static PyObject *py_smallest(PyObject *self, PyObject *args)
             out[got++] = i;
     }
     Py_END_ALLOW_THREADS
-    free(hist);
+    if (!have_hist)
+        free(hist);
     ret = PyLong_FromLongLong(got);
 done:
+    if (have_hist)
+        PyBuffer_Release(&hb);
     PyBuffer_Release(&db), PyBuffer_Release(&ob);
     return ret;
 }
@@ -312,6 +346,11 @@ __attribute__((target("avx2,fma,f16c"))) static void dot16_f16c(const uint16_t *
 {
     for (int64_t i = 0; i < m; i++) {
         const uint16_t *r = rows + idx[i] * dim;
+        if (i + PREFETCH_AHEAD < m) { /* rows are scattered over the mapping: ask for a later one now */
+            const char *next = (const char *)(rows + idx[i + PREFETCH_AHEAD] * dim);
+            for (int64_t b = 0; b < dim * 2; b += 64)
+                _mm_prefetch(next + b, _MM_HINT_T0);
+        }
         __m256 acc = _mm256_setzero_ps(), nrm = _mm256_setzero_ps();
         int64_t j = 0;
         for (; j + 8 <= dim; j += 8) {

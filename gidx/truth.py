@@ -53,8 +53,10 @@ search of every record (always certified; what ``top_k = 0`` does).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -339,7 +341,8 @@ def _query_vectors(index: "Index", table: str, encoder, ids: list[int], sets: di
         emb = dict(zip(missing, np.asarray(vecs, np.float32)))
         dim = dim or np.asarray(vecs).shape[1]
     out = np.zeros((len(ids), dim), np.float32)
-    out[found] = rows
+    if found.any():
+        out[found] = rows
     for j in np.flatnonzero(~found):
         out[j] = emb[ids[j]]
     return out
@@ -370,7 +373,7 @@ def make_tasks(index: "Index", chunk: list[int], sets: dict, done: dict, ids_sor
                 cands[q] = targets
             continue
         qvecs = _query_vectors(index, table, encoder, qs, sets)
-        got, sims = index.vectors.search_many(table, qvecs, EXTEND * candidates, targets)
+        got, sims = index.vectors.search_many(table, qvecs, EXTEND * candidates, targets, exact=True)
         for q, row, sim in zip(qs, np.asarray(got), np.asarray(sims)):
             ok = row >= 0
             row, sim = row[ok].astype(np.int64), sim[ok]
@@ -384,6 +387,62 @@ def make_tasks(index: "Index", chunk: list[int], sets: dict, done: dict, ids_sor
 
 
 # ---- the run -----------------------------------------------------------------------
+
+
+def shards_of(chunks, size: int):
+    """Lists of at most ``size`` tasks; each chunk's tasks are made when its first shard
+    is asked for."""
+    for tasks in chunks:
+        for lo in range(0, len(tasks), size):
+            yield tasks[lo : lo + size]
+
+
+TRUTH_PROCESS_MIN = 4096  # query records from which truth searches in worker processes
+TRUTH_SHARD = 16  # query records per worker-process task
+
+
+def _truth_processes(n_todo: int) -> int:
+    """Worker processes for a truth run of ``n_todo`` query records (<= 1: threads).
+    ``GIDX_TRUTH_PROCESSES`` overrides the default (the CPUs this process may use)."""
+    env = os.environ.get("GIDX_TRUTH_PROCESSES")
+    if env is not None:
+        return int(env)
+    if n_todo < TRUTH_PROCESS_MIN:
+        return 0
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_WORKER: tuple | None = None  # worker process: (overlap structure, live ids, bounds)
+
+
+def _worker_open(seg_dir: str, live: np.ndarray, bounds) -> None:
+    global _WORKER
+    from .seqpare import OverlapIndex
+
+    # one thread: the processes are the parallelism (results do not depend on it)
+    _WORKER = (OverlapIndex.open(seg_dir, live, threads=1), live, bounds)
+
+
+def _worker_run(args) -> list:
+    tasks, top_k, cap = args
+    overlap, live, bounds = _WORKER
+    return [run_task(overlap, task, live, top_k, bounds, cap) for task in tasks]
+
+
+def _process_results(index_path: Path, live: np.ndarray, shards, top_k: int, bounds, cap: int, workers: int):
+    """Per shard, in order: ``[(query record id, SearchResult, certified, searched)]``
+    from ``workers`` spawned processes, each with the overlap structure opened once
+    (memory-mapped: the page cache is shared) and the bounds sent once."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .index import _bounded_map
+
+    seg_dir = str(Path(index_path).resolve() / "segments")
+    # spawn, not fork: this process has DuckDB, LanceDB and BLAS threads
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_open,
+                             initargs=(seg_dir, live, bounds)) as procs:
+        yield from _bounded_map(procs, _worker_run, ((shard, top_k, cap) for shard in shards), ahead=4 * workers)
 
 
 def compute_truth(
@@ -519,12 +578,20 @@ def compute_truth(
 
         size = truth_shard_size(ray, len(todo))
 
-        def shards():  # each chunk's tasks are made when its first shard is submitted
-            for tasks in chunks():
-                for lo in range(0, len(tasks), size):
-                    yield tasks[lo : lo + size]
-
-        for results in truth_results(ray, index.path, ids_sorted, shards(), top_k, bounds=bounds, cap=cap):
+        for results in truth_results(ray, index.path, ids_sorted, shards_of(chunks(), size), top_k, bounds=bounds,
+                                     cap=cap):
+            pending += results
+            finished += len(results)
+            if progress:
+                progress(finished, len(todo), f"record {results[-1][0]}")
+            if time.perf_counter() - last_commit > batch_seconds:
+                commit()
+                last_commit = time.perf_counter()
+    elif todo and _truth_processes(len(todo)) > 1:
+        # big runs: worker processes, as ingest parses (threads leave most of a second core
+        # idle: the per-segment Python around the kernels holds the GIL); results in order
+        for results in _process_results(index.path, ids_sorted, shards_of(chunks(), TRUTH_SHARD), top_k, bounds,
+                                        cap, _truth_processes(len(todo))):
             pending += results
             finished += len(results)
             if progress:

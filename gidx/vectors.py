@@ -780,7 +780,7 @@ class VectorStore:
         e = self.mirror._entry(table)
         key = (e.names, len(live), int(live[-1]) if len(live) else -1)
         cached = self._live.get(table)
-        if cached is not None and cached[0] == key and np.array_equal(cached[1], live):
+        if cached is not None and cached[0] == key and (cached[1] is live or np.array_equal(cached[1], live)):
             return e.ids, cached[2]
         _, found = self.mirror.rows_of(table, live)
         if not found.all():
@@ -881,12 +881,13 @@ class VectorStore:
         words = qlo.size
         n = len(ids)
         dist = np.empty(n, np.uint16)
+        hist = np.zeros(1 << 16, np.int64)  # distance counts, kept by the scan for the selection
         live8 = mask.view(np.uint8)
         for s, (lo, _) in zip(e.starts, codes):
-            _codes.hamming(lo, words, qlo, words, dist[s: s + len(lo)], live8[s: s + len(lo)])
+            _codes.hamming(lo, words, qlo, words, dist[s: s + len(lo)], live8[s: s + len(lo)], None, hist)
         want = max(CODE_REFINE_MIN, CODE_REFINE_PER_LIMIT * limit)
         first = np.empty(min(max(CODE_CANDIDATES_MIN, CODE_CANDIDATES_PER_REFINE * want), n), np.int64)
-        first = first[: _codes.smallest(dist, len(first), first)]
+        first = first[: _codes.smallest(dist, len(first), first, hist)]
         d2 = dist[first]
         seg = np.searchsorted(e.starts, first, side="right") - 1
         cuts = np.searchsorted(seg, np.arange(len(e.rows) + 1))  # first is ascending: segments in runs
@@ -965,7 +966,7 @@ class VectorStore:
         return top.result(limit)
 
     def search_many(self, table: str, vectors: np.ndarray, limit: int,
-                    live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                    live: np.ndarray, exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Top ``limit`` live rows for each of many query vectors ``(m, d)``: (ids (m, limit)
         int64 padded with -1, sims (m, limit) float64 padded with -inf), best first, ties by
         record id. Brute force in blocks (a matrix product of the queries against each
@@ -974,7 +975,8 @@ class VectorStore:
         than a code scan (``_BRUTE_ROW_S`` ...: the rows are read once per call, so a call
         with thousands of queries brute-forces tables where one with a few hundred scans
         codes); then the code scan per query. While the mirror lacks live rows of a big
-        table: LanceDB's index (queries in groups of 64) or its rows."""
+        table: LanceDB's index (queries in groups of 64) or its rows. ``exact``: brute
+        force always (truth's candidates: the order its miss rate was measured with)."""
         queries = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         m = len(queries)
         live = np.unique(np.asarray(live, dtype=np.int64))
@@ -1006,8 +1008,8 @@ class VectorStore:
                     push(ids[s: s + _RBLOCK], rows[s: s + _RBLOCK], None if mask[s: s + _RBLOCK].all()
                          else mask[s: s + _RBLOCK])
                 return result()
-            brute = n <= SEARCH_MANY_BRUTE_ROWS if SEARCH_MANY_BRUTE_ROWS is not None else \
-                n * (_BRUTE_ROW_S / m + _BRUTE_ROW_QUERY_S) <= _CODE_QUERY_S
+            brute = exact or (n <= SEARCH_MANY_BRUTE_ROWS if SEARCH_MANY_BRUTE_ROWS is not None else
+                              n * (_BRUTE_ROW_S / m + _BRUTE_ROW_QUERY_S) <= _CODE_QUERY_S)
             if not brute:
                 out_i = np.full((m, limit), -1, np.int64)
                 out_s = np.full((m, limit), -np.inf)
@@ -1024,7 +1026,7 @@ class VectorStore:
         t = self._table(table)
         if t is None:
             return result()
-        if self._ann(t) is not None:
+        if self._ann(t) is not None and not exact:
             n = t.count_rows()
             brute = n <= SEARCH_MANY_BRUTE_ROWS if SEARCH_MANY_BRUTE_ROWS is not None else \
                 n * (_BRUTE_ROW_S / m + _BRUTE_ROW_QUERY_S) <= _ANN_QUERY_S

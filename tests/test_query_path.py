@@ -139,6 +139,15 @@ def test_vector_mirror_rebuilt_from_lancedb(hg19_copy, gidx_cli):
     assert gidx_cli("check", "-i", hg19_copy, "--repair").code == 0
     assert gidx_cli("check", "-i", hg19_copy).code == 0
     assert _ranked(Index.open(hg19_copy).query(QUERIES[0], k=6, rerank=None, save=False)) == before
+    # so is a damaged code (the bits a big table's search scans)
+    seg = sorted(table.glob("*.hi.npy"))[0]
+    codes = np.load(seg)
+    codes[0] ^= 0xFF
+    np.save(seg, codes)
+    res = gidx_cli("check", "-i", hg19_copy)
+    assert res.code == 1 and "vector mirror differs from LanceDB for 1 record" in res.out
+    assert gidx_cli("check", "-i", hg19_copy, "--repair").code == 0
+    assert gidx_cli("check", "-i", hg19_copy).code == 0
 
 
 def test_concurrent_queries_equal_serial(hg19_copy):

@@ -286,15 +286,23 @@ def test_code_kernels_equal_numpy(every_kernel):
         _codes.dot16(rows16, 1537, qf, idx, dot, sq)
         r64 = rows16[idx].astype(np.float64)
         assert np.allclose(dot, r64 @ qf, rtol=1e-5, atol=1e-3) and np.allclose(sq, (r64 ** 2).sum(1), rtol=1e-5)
-    # smallest: the m smallest distances (ties by position), never a skipped row
+    # hamming's counts per distance are the distances' histogram
+    got, hist = np.empty(3001, np.uint16), np.zeros(1 << 16, np.int64)
+    _codes.hamming(codes, 8, q, 8, got, mask.view(np.uint8), None, hist)
+    assert np.array_equal(hist, np.bincount(got, minlength=1 << 16))
+    # smallest: the m smallest distances (ties by position), never a skipped row; the same
+    # from a histogram given
     dist = rng.integers(0, 40, 5000).astype(np.uint16)
     dist[rng.random(5000) < 0.3] = 0xFFFF
+    hist = np.bincount(dist, minlength=1 << 16).astype(np.int64)
     for m in (0, 1, 17, 500, 3400, 6000):
         out = np.empty(max(m, 1), np.int64)
         k = _codes.smallest(dist, m, out)
         want = np.lexsort((np.arange(5000), dist))[: m]
         want = np.sort(want[dist[want] != 0xFFFF])
         assert k == len(want) and np.array_equal(out[:k], want), m
+        out2 = np.empty(max(m, 1), np.int64)
+        assert _codes.smallest(dist, m, out2, hist) == k and np.array_equal(out2[:k], want)
     with pytest.raises(ValueError):
         _codes.hamming(codes, 8, q, 9, np.empty(3001, np.uint16))  # words > row width
     with pytest.raises(IndexError):
