@@ -40,21 +40,22 @@ halves. A query: the Hamming distance of the first half to every live row (AVX-5
 VPOPCNTQ / AVX2 / scalar, ``gidx._codes``; 64 MB at 10^6 rows, ~2 ms), the nearest
 max(``CODE_CANDIDATES_MIN``, 5 x R) by it, of those the R = max(2,000, 20 x limit)
 nearest by the whole code, scored exactly from their float16 rows (F16C). Measured on
-the scale corpus (bench_scale.py, 200 held-out queries; recall@20 against float32 brute
-force of the same rows):
+the scale corpus (200 held-out queries; recall@20 against float32 brute force of the same
+rows; quiet box):
 
-========  ==================  ========================  ==================
-rows      limit 20: recall@20  limit 200: p50 / p95 ms   LanceDB IVF_RQ p95
-========  ==================  ========================  ==================
-10^5      0.99                3-4 / 4-6                 15-18 ms
-10^6      0.98                10-12 / 12-13             34-41 ms
-========  ==================  ========================  ==================
+========  ========================  ========================  =====================
+rows      limit 20: p95, recall@20  limit 200: p95, recall@20  LanceDB IVF_RQ p95 (20)
+========  ========================  ========================  =====================
+10^5      3.7 ms, 0.995             3.6 ms, 0.998              12.1 ms, 0.994
+10^6      8.7-9.7 ms, 0.983         9.6-9.8 ms, 0.986          27-34 ms, 0.999
+========  ========================  ========================  =====================
 
-Half-code candidates from 10,000 / 20,000 rows: 0.980 / 0.983 at 10^6; a Gaussian
-projection instead of +-1: the same. Recall@200 of the cosine order is low (0.76 at 10^5:
-the neighbours at ranks 100-300 are a crowd of near-ties), and what it costs the default
-query is measured end to end: recall@20 against exact seqpare after the re-rank of 200,
-0.935 (codes) vs 0.939 (brute-force candidates) at 10^5.
+(``benchmarks/bench_codes.py``, RESULTS §10.) Half-code candidates from 10,000 / 20,000 rows:
+recall@20 0.980 / 0.983 at 10^6; a Gaussian projection instead of +-1: the same. Recall@200 of
+the cosine order is low for both searchers (0.83 / 0.72 at 10^5: the neighbours at ranks
+100-300 are a crowd of near-ties); what it costs the default query, measured end to end:
+recall@20 against exact seqpare after the re-rank of 200, 0.938 (code scan's candidates) vs
+0.9385 (brute force's) at 10^5.
 
 **LanceDB's IVF_RQ index** (RaBitQ, 1 bit per dimension, ~210 B per row) is still built
 from ``ANN_MIN_ROWS`` rows: it answers while the mirror lacks rows of a big table (a
