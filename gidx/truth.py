@@ -573,25 +573,20 @@ def compute_truth(
     cap = candidates
     last_commit = time.perf_counter()
     finished = 0
+    shard_results = None  # shards of (query record id, SearchResult, certified, searched), in order
     if ray is not None and todo:
         from .distributed import truth_results, truth_shard_size
 
         size = truth_shard_size(ray, len(todo))
-
-        for results in truth_results(ray, index.path, ids_sorted, shards_of(chunks(), size), top_k, bounds=bounds,
-                                     cap=cap):
-            pending += results
-            finished += len(results)
-            if progress:
-                progress(finished, len(todo), f"record {results[-1][0]}")
-            if time.perf_counter() - last_commit > batch_seconds:
-                commit()
-                last_commit = time.perf_counter()
+        shard_results = truth_results(ray, index.path, ids_sorted, shards_of(chunks(), size), top_k, bounds=bounds,
+                                      cap=cap)
     elif todo and _truth_processes(len(todo)) > 1:
         # big runs: worker processes, as ingest parses (threads leave most of a second core
-        # idle: the per-segment Python around the kernels holds the GIL); results in order
-        for results in _process_results(index.path, ids_sorted, shards_of(chunks(), TRUTH_SHARD), top_k, bounds,
-                                        cap, _truth_processes(len(todo))):
+        # idle: the per-segment Python around the kernels holds the GIL)
+        shard_results = _process_results(index.path, ids_sorted, shards_of(chunks(), TRUTH_SHARD), top_k, bounds,
+                                         cap, _truth_processes(len(todo)))
+    if shard_results is not None:
+        for results in shard_results:
             pending += results
             finished += len(results)
             if progress:
