@@ -157,6 +157,7 @@ _MAX_SEGMENTS = 8
 _MAX_SMALL_FRAGMENTS = 8  # small tables: compact LanceDB fragments beyond this many
 _ORPHAN_SLACK = 16
 _BLOCK = 256  # float16 -> float32 conversion block (rows)
+_IO_ROWS = 16384  # mirror rows per block when codes are computed or segments merged (~50 MB of float16)
 _RBLOCK = 16384  # search_many: rows per block
 _QBLOCK = 1024  # search_many: queries per matrix product
 
@@ -412,7 +413,7 @@ class VectorMirror:
             return
         vectors = np.asarray(vectors)
         rows = np.ascontiguousarray(vectors) if vectors.dtype == np.float16 else _unit_rows(vectors)
-        blocks = [self.codes_of(table, _unit_rows(rows[s: s + 65536])) for s in range(0, len(rows), 65536)]
+        blocks = [self.codes_of(table, _unit_rows(rows[s: s + _IO_ROWS])) for s in range(0, len(rows), _IO_ROWS)]
         self._write(table, np.asarray(record_ids, dtype=np.int64), rows,
                     np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks]))
 
@@ -471,7 +472,7 @@ class VectorMirror:
                 if not (d / f"{n}.ids.npy").exists():  # compacted meanwhile: list again
                     time.sleep(0.01)
                     return self.codes(table)
-            parts = [self.codes_of(table, _unit_rows(rows[s: s + 65536])) for s in range(0, len(rows), 65536)]
+            parts = [self.codes_of(table, _unit_rows(rows[s: s + _IO_ROWS])) for s in range(0, len(rows), _IO_ROWS)]
             for suffix, i in ((".lo.npy", 0), (".hi.npy", 1)):
                 tmp = d / f".tmp-{uuid.uuid4().hex}{suffix}"
                 _save(tmp, np.concatenate([p[i] for p in parts]) if parts else np.zeros((0, CODE_BITS // 16), np.uint8))
@@ -576,8 +577,8 @@ class VectorMirror:
                 ".hi.npy": _NpyWriter(d / f"{name}.hi.npy", n, half, np.uint8)}
         for i, keep in zip(take, keeps):
             seg = names[i]
-            for s in range(0, len(keep), 65536):
-                k = keep[s: s + 65536]
+            for s in range(0, len(keep), _IO_ROWS):
+                k = keep[s: s + _IO_ROWS]
                 for suffix, w in outs.items():
                     w.add(_npy_rows(d / f"{seg}{suffix}", s, len(k))[k])
         for w in outs.values():
@@ -767,7 +768,7 @@ class VectorStore:
         if not len(missing):
             return 0
         wrote = 0
-        for ids, mat in self.lance_blocks(table):
+        for ids, mat in self.lance_blocks(table, _IO_ROWS):
             keep = np.isin(ids, missing)
             if keep.any():
                 self.mirror.write(table, ids[keep], mat[keep])
