@@ -1047,8 +1047,9 @@ class VectorStore:
     def maintain(self, table: str, live: np.ndarray | None = None, grace: timedelta = CLEANUP_GRACE,
                  final: bool = True) -> dict:
         """Keep ``table`` in shape after records came or went (see the module docstring):
-        fold mirror segments (dropping rows not in ``live``) and LanceDB fragments while
-        small; build the ANN index at ``ANN_MIN_ROWS``; afterwards rebuild it when the
+        fill the mirror where it lacks live rows and merge its smallest segments (dropping
+        rows not in ``live``); fold LanceDB fragments while small; build the ANN index at
+        ``ANN_MIN_ROWS``; afterwards rebuild it when the
         table outgrew its training, else fold unindexed rows into it (``optimize``): all
         of them when ``final`` (the end of an ingest or rm: searches are fast again), only
         once they are ``ANN_FOLD_FRACTION`` of the indexed rows otherwise (maintenance in
