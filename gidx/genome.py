@@ -172,7 +172,19 @@ class Genome:
                     raise InputError([f"{src}: corrupt or truncated gzip FASTA ({e})"]) from None
                 os.replace(tmp, plain)
             src = plain
-        return pyfaidx.Fasta(str(src), indexname=str(cache / f"{stem}.fai"), sequence_always_upper=False, as_raw=True)
+        fai = cache / f"{stem}.fai"
+        if not fai.exists():
+            # built under a temporary name and renamed: pyfaidx writes the index in place,
+            # so a second process opening the genome meanwhile read a partial (empty) one
+            import os
+
+            tmp = cache / f"{stem}.fai.tmp{os.getpid()}"
+            try:
+                pyfaidx.Faidx(str(src), indexname=str(tmp)).close()
+                os.replace(tmp, fai)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return pyfaidx.Fasta(str(src), indexname=str(fai), sequence_always_upper=False, as_raw=True)
 
     def _synthetic_block(self, code: int, block: int) -> np.ndarray:
         key = hashlib.sha256(f"{self.seed}\0{self.names[code]}\0{block}".encode()).digest()

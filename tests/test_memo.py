@@ -699,3 +699,20 @@ def test_arrays_in_other_layouts_are_read_through_zarr(yeast, kmer16, tmp_path):
     assert fresh._grid_files((0, 0, 0))[0].kind == "zarr" and fresh._grid_files((0, 0, 1))[0].kind == "raw"
     np.testing.assert_array_equal(fresh.get(keys), expected)
     assert fresh.stats.tiles_computed == 0
+
+
+def test_processes_opening_a_new_genome_cache_at_once_see_it_whole(tmp_path, yeast):
+    """The FASTA's decompressed copy and its .fai are built under temporary names and
+    renamed: processes opening the same fresh cache together all read the whole genome
+    (pyfaidx writes its index in place; a process reading it meanwhile saw no
+    chromosomes: a CI failure of test_concurrent_writers_of_the_same_chunks_lose_nothing)."""
+    script = textwrap.dedent(f"""
+        from gidx.genome import Genome
+        g = Genome.from_fasta({str(DATA / "S_cerevisiae.fasta.gz")!r}, cache_dir={str(tmp_path / "fai")!r})
+        print(len(g.names), sum(g.lengths_list), g.digest)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate()[0].split() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4
+    assert all(o == [str(len(yeast.names)), str(sum(yeast.lengths_list)), yeast.digest] for o in outs)
+    assert not list((tmp_path / "fai").glob("*.tmp*"))  # no temporary file left
