@@ -211,34 +211,41 @@ def _bounded_map(pool, fn, items, ahead: int):
 PROCESS_PARSE_MIN_FILES = 256  # below this, an ingest parses in threads (worker start-up ~0.5 s)
 
 
-def _parse_processes(n_files: int) -> int:
-    """Worker processes for parsing an ingest of ``n_files`` (0: use threads).
-    ``GIDX_PARSE_PROCESSES`` overrides the default (the CPUs this process may use)."""
-    env = os.environ.get("GIDX_PARSE_PROCESSES")
-    if env is not None:
-        return max(0, int(env))
-    if n_files < PROCESS_PARSE_MIN_FILES:
+def worker_processes(n_items: int, min_items: int, env: str) -> int:
+    """Worker processes for a job of ``n_items`` (0: use threads): the CPUs this process
+    may use, from ``min_items`` items on and when there are several; the environment
+    variable ``env`` overrides it."""
+    value = os.environ.get(env)
+    if value is not None:
+        return max(0, int(value))
+    if n_items < min_items:
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return cpus if cpus > 1 else 0
+
+
+def process_map(fn, items, workers: int, ahead: int, initializer=None, initargs=()):
+    """``_bounded_map`` over ``workers`` spawned processes (spawn, not fork: this process
+    has DuckDB, LanceDB and BLAS threads); ``initializer(*initargs)`` runs once in each."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=initializer,
+                             initargs=initargs) as procs:
+        yield from _bounded_map(procs, fn, items, ahead)
 
 
 def _process_parse(files, genome, aliases, skip_unknown_chroms, encoder, workers: int, per_task: int = 16):
     """``(BedFile or InputError, vector or None, None)`` per file, in order, parsed (and
     sketched) by ``workers`` spawned processes, a bounded number of tasks in flight.
     The same worker function as ``--ray`` (:func:`gidx.distributed._parse_embed`)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     from .distributed import files_for_workers, parse_spec, unpack_parsed
 
     spec = parse_spec(genome, aliases, skip_unknown_chroms, encoder)
     tasks = ((c, spec) for c in files_for_workers(files, per_task))
-    # spawn, not fork: this process has DuckDB, LanceDB and BLAS threads
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as procs:
-        for results, _ in _bounded_map(procs, _parse_embed_args, tasks, ahead=max(4 * workers, 64)):
-            for got, vec in unpack_parsed(results):
-                yield got, vec, None
+    for results, _ in process_map(_parse_embed_args, tasks, workers, ahead=max(4 * workers, 64)):
+        for got, vec in unpack_parsed(results):
+            yield got, vec, None
 
 
 def _parse_embed_args(args):
@@ -641,7 +648,7 @@ class Index:
         from concurrent.futures import ThreadPoolExecutor
 
         pool = ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)))
-        procs = _parse_processes(len(files)) if ray is None else 0
+        procs = worker_processes(len(files), PROCESS_PARSE_MIN_FILES, "GIDX_PARSE_PROCESSES") if ray is None else 0
         if procs:
             # many files: parse and sketch them in worker processes (parsing holds the
             # GIL for much of its time, so threads would queue on it behind the commits)

@@ -53,7 +53,6 @@ search of every record (always certified; what ``top_k = 0`` does).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -401,17 +400,6 @@ TRUTH_PROCESS_MIN = 4096  # query records from which truth searches in worker pr
 TRUTH_SHARD = 16  # query records per worker-process task
 
 
-def _truth_processes(n_todo: int) -> int:
-    """Worker processes for a truth run of ``n_todo`` query records (<= 1: threads).
-    ``GIDX_TRUTH_PROCESSES`` overrides the default (the CPUs this process may use)."""
-    env = os.environ.get("GIDX_TRUTH_PROCESSES")
-    if env is not None:
-        return int(env)
-    if n_todo < TRUTH_PROCESS_MIN:
-        return 0
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 _WORKER: tuple | None = None  # worker process: (overlap structure, live ids, bounds)
 
 
@@ -433,16 +421,11 @@ def _process_results(index_path: Path, live: np.ndarray, shards, top_k: int, bou
     """Per shard, in order: ``[(query record id, SearchResult, certified, searched)]``
     from ``workers`` spawned processes, each with the overlap structure opened once
     (memory-mapped: the page cache is shared) and the bounds sent once."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from .index import _bounded_map
+    from .index import process_map
 
     seg_dir = str(Path(index_path).resolve() / "segments")
-    # spawn, not fork: this process has DuckDB, LanceDB and BLAS threads
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_open,
-                             initargs=(seg_dir, live, bounds)) as procs:
-        yield from _bounded_map(procs, _worker_run, ((shard, top_k, cap) for shard in shards), ahead=4 * workers)
+    yield from process_map(_worker_run, ((shard, top_k, cap) for shard in shards), workers, ahead=4 * workers,
+                           initializer=_worker_open, initargs=(seg_dir, live, bounds))
 
 
 def compute_truth(
@@ -468,7 +451,7 @@ def compute_truth(
     from sqlalchemy import text
 
     from .errors import GidxError
-    from .index import _now
+    from .index import _now, worker_processes
 
     if top_k < 0:
         raise GidxError("--top K needs K >= 0")
@@ -580,11 +563,11 @@ def compute_truth(
         size = truth_shard_size(ray, len(todo))
         shard_results = truth_results(ray, index.path, ids_sorted, shards_of(chunks(), size), top_k, bounds=bounds,
                                       cap=cap)
-    elif todo and _truth_processes(len(todo)) > 1:
+    elif todo and (procs := worker_processes(len(todo), TRUTH_PROCESS_MIN, "GIDX_TRUTH_PROCESSES")) > 1:
         # big runs: worker processes, as ingest parses (threads leave most of a second core
         # idle: the per-segment Python around the kernels holds the GIL)
         shard_results = _process_results(index.path, ids_sorted, shards_of(chunks(), TRUTH_SHARD), top_k, bounds,
-                                         cap, _truth_processes(len(todo)))
+                                         cap, procs)
     if shard_results is not None:
         for results in shard_results:
             pending += results

@@ -346,6 +346,14 @@ class _Segments(NamedTuple):
     sorted_ids: np.ndarray  # the newest rows' ids, sorted ...
     order: np.ndarray  # ... and their positions
 
+    def by_segment(self, positions: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``positions`` grouped by segment: (segment, where in ``positions``, rows within
+        the segment)."""
+        seg = np.searchsorted(self.starts, positions, side="right") - 1
+        for s in np.unique(seg):
+            at = np.flatnonzero(seg == s)
+            yield int(s), at, positions[at] - self.starts[s]
+
 
 class VectorMirror:
     """Memory-mapped copies of one store's rows, per table, with their 1-bit codes (see
@@ -413,9 +421,14 @@ class VectorMirror:
             return
         vectors = np.asarray(vectors)
         rows = np.ascontiguousarray(vectors) if vectors.dtype == np.float16 else _unit_rows(vectors)
-        blocks = [self.codes_of(table, _unit_rows(rows[s: s + _IO_ROWS])) for s in range(0, len(rows), _IO_ROWS)]
-        self._write(table, np.asarray(record_ids, dtype=np.int64), rows,
-                    np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks]))
+        self._write(table, np.asarray(record_ids, dtype=np.int64), rows, *self._codes_of_rows(table, rows))
+
+    def _codes_of_rows(self, table: str, rows) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) codes of stored rows (float16 or float32), ``_IO_ROWS`` at a time."""
+        parts = [self.codes_of(table, _unit_rows(rows[s: s + _IO_ROWS])) for s in range(0, len(rows), _IO_ROWS)]
+        if not parts:
+            return np.zeros((0, CODE_BITS // 16), np.uint8), np.zeros((0, CODE_BITS // 16), np.uint8)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _write(self, table: str, ids, rows, lo, hi) -> None:
         d = self._dir(table)
@@ -472,10 +485,9 @@ class VectorMirror:
                 if not (d / f"{n}.ids.npy").exists():  # compacted meanwhile: list again
                     time.sleep(0.01)
                     return self.codes(table)
-            parts = [self.codes_of(table, _unit_rows(rows[s: s + _IO_ROWS])) for s in range(0, len(rows), _IO_ROWS)]
-            for suffix, i in ((".lo.npy", 0), (".hi.npy", 1)):
+            for suffix, half in zip((".lo.npy", ".hi.npy"), self._codes_of_rows(table, rows)):
                 tmp = d / f".tmp-{uuid.uuid4().hex}{suffix}"
-                _save(tmp, np.concatenate([p[i] for p in parts]) if parts else np.zeros((0, CODE_BITS // 16), np.uint8))
+                _save(tmp, half)
                 os.replace(tmp, d / f"{n}{suffix}")
             out.append((np.load(d / f"{n}.lo.npy", mmap_mode="r"), np.load(d / f"{n}.hi.npy", mmap_mode="r")))
         with self._lock:
@@ -519,10 +531,8 @@ class VectorMirror:
         positions = np.asarray(positions, dtype=np.int64)
         dim = e.rows[0].shape[1] if e.rows else 0
         out = np.empty((len(positions), dim), np.float32)
-        seg = np.searchsorted(e.starts, positions, side="right") - 1
-        for s in np.unique(seg):
-            at = np.flatnonzero(seg == s)
-            out[at] = _unit_rows(e.rows[s][positions[at] - e.starts[s]])
+        for s, at, local in e.by_segment(positions):
+            out[at] = _unit_rows(e.rows[s][local])
         return out
 
     def codes_at(self, table: str, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -531,10 +541,8 @@ class VectorMirror:
         positions = np.asarray(positions, dtype=np.int64)
         half = CODE_BITS // 16
         lo, hi = np.empty((len(positions), half), np.uint8), np.empty((len(positions), half), np.uint8)
-        seg = np.searchsorted(e.starts, positions, side="right") - 1
-        for s in np.unique(seg):
-            at = np.flatnonzero(seg == s)
-            lo[at], hi[at] = codes[s][0][positions[at] - e.starts[s]], codes[s][1][positions[at] - e.starts[s]]
+        for s, at, local in e.by_segment(positions):
+            lo[at], hi[at] = codes[s][0][local], codes[s][1][local]
         return lo, hi
 
     def blocks(self, table: str, rows: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -775,7 +783,7 @@ class VectorStore:
                 wrote += int(keep.sum())
         return wrote
 
-    def _mirror_rows(self, table: str, live: np.ndarray, dim: int):
+    def _mirror_rows(self, table: str, live: np.ndarray):
         """The mirror's (ids of every position, mask of positions holding a live record's
         newest row), completed from LanceDB when a live record is missing and the table
         is small; None when it stays incomplete (search LanceDB then; maintain fills it)."""
@@ -806,7 +814,7 @@ class VectorStore:
         out = np.full(len(record_ids), np.nan)
         if not len(record_ids):
             return out
-        if self._mirror_rows(table, np.unique(record_ids), len(vector)) is None:
+        if self._mirror_rows(table, np.unique(record_ids)) is None:
             return self._lance_cosine(table, record_ids, vector, out)
         pos, found = self.mirror.rows_of(table, record_ids)
         out[found] = np.clip(self.mirror.gather(table, pos[found]) @ _unit(vector), -1.0, 1.0)
@@ -842,7 +850,7 @@ class VectorStore:
         live = np.asarray(live, dtype=np.int64)
         if limit <= 0 or not len(live):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        got = self._mirror_rows(table, live, len(vector))
+        got = self._mirror_rows(table, live)
         if got is None:
             return self._lance_search(table, vector, limit, live)
         ids, mask = got
@@ -891,21 +899,16 @@ class VectorStore:
         first = np.empty(min(max(CODE_CANDIDATES_MIN, CODE_CANDIDATES_PER_REFINE * want), n), np.int64)
         first = first[: _codes.smallest(dist, len(first), first, hist)]
         d2 = dist[first]
-        seg = np.searchsorted(e.starts, first, side="right") - 1
-        cuts = np.searchsorted(seg, np.arange(len(e.rows) + 1))  # first is ascending: segments in runs
-        extra = np.empty(len(first), np.uint16)
-        for s, (_, hi) in enumerate(codes):
-            a, b = cuts[s], cuts[s + 1]
-            if b > a:
-                _codes.hamming(hi, words, qhi, words, extra[a:b], None, first[a:b] - e.starts[s])
-        d2 += extra
+        for s, at, local in e.by_segment(first):
+            extra = np.empty(len(at), np.uint16)
+            _codes.hamming(codes[s][1], words, qhi, words, extra, None, local)
+            d2[at] += extra
         pick = np.empty(min(len(first), want), np.int64)
         pick = pick[: _codes.smallest(d2, len(pick), pick)]
-        cand, cseg = first[pick], seg[pick]
+        cand = first[pick]
         sims = np.empty(len(cand), np.float32)
-        for s in np.unique(cseg):
-            at = np.flatnonzero(cseg == s)
-            rows, local = e.rows[s], cand[at] - e.starts[s]
+        for s, at, local in e.by_segment(cand):
+            rows = e.rows[s]
             if rows.dtype == np.float16:
                 dot, sq = np.empty(len(at), np.float32), np.empty(len(at), np.float32)
                 _codes.dot16(rows, rows.shape[1], q, local, dot, sq)
@@ -1000,7 +1003,7 @@ class VectorStore:
             parts = [top.result(limit) for _, top in tops]
             return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-        got = self._mirror_rows(table, live, queries.shape[1])
+        got = self._mirror_rows(table, live)
         if got is not None:
             ids, mask = got
             n = len(ids)
