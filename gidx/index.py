@@ -217,7 +217,9 @@ def worker_processes(n_items: int, min_items: int, env: str) -> int:
     variable ``env`` overrides it."""
     value = os.environ.get(env)
     if value is not None:
-        return max(0, int(value))
+        if not value.strip().isdigit():
+            raise GidxError(f"{env} must be a whole number of processes (0: threads), got {value!r}")
+        return int(value)
     if n_items < min_items:
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

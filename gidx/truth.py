@@ -463,6 +463,7 @@ def compute_truth(
         candidates = default_candidates(top_k)
     elif 0 < candidates < top_k:
         raise GidxError(f"--candidates {candidates} is below --top {top_k}: give C >= K (or 0: every record)")
+    worker_processes(0, TRUTH_PROCESS_MIN, "GIDX_TRUTH_PROCESSES")  # a malformed setting fails before any write
     t0 = time.perf_counter()
     report = TruthReport(candidates=candidates)
     with index.catalog.connect() as conn:

@@ -430,7 +430,7 @@ def test_top_k_on_ray_equals_single_process(corpus_copy, tmp_path):
         assert sql1(corpus_copy, q) == sql1(one, q)
 
 
-def test_top_k_in_worker_processes_equals_threads(corpus_copy, tmp_path, monkeypatch):
+def test_top_k_in_worker_processes_equals_threads(corpus_copy, tmp_path, monkeypatch, gidx_cli):
     """Big runs search in spawned worker processes (GIDX_TRUTH_PROCESSES forces them
     here): the same rows, progress marks and counts as the threads of one process."""
     from gidx.truth import compute_truth
@@ -444,6 +444,12 @@ def test_top_k_in_worker_processes_equals_threads(corpus_copy, tmp_path, monkeyp
     for q in ("select * exclude (computed_at) from seqpare_progress order by record_id",
               "select * from seqpare order by query_id, target_id"):
         assert sql1(corpus_copy, q) == sql1(one, q)
+    # a malformed setting: one line, exit 2, the stored truth untouched
+    before = sql1(corpus_copy, "select count(*) from seqpare")
+    monkeypatch.setenv("GIDX_TRUTH_PROCESSES", "two")
+    r = gidx_cli("truth", "-i", corpus_copy, "--top", "5")  # another K would start over: not before the check
+    assert r.code == 2 and len(r.error_lines) == 1 and "GIDX_TRUTH_PROCESSES must be a whole number" in r.err
+    assert sql1(corpus_copy, "select count(*) from seqpare") == before
 
 
 def test_top_k_without_a_mirror(corpus_copy, all_pairs):
